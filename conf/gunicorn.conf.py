@@ -1,0 +1,14 @@
+# gunicorn settings for wsgisession apps:
+#   gunicorn --paste conf/development.ini -c conf/gunicorn.conf.py
+# The worker is gevent-websocket's gevent worker with TCP_NODELAY (plain
+# `-k gevent` cannot serve the websocket transport once gevent-websocket is
+# installed). Several workers need the Redis store (conf/counter-redis.ini).
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:6543")
+workers = int(os.environ.get("GUNICORN_WORKERS", "1"))
+worker_class = "wsgisession.worker.Worker"
+worker_connections = 10000
+graceful_timeout = 10
+timeout = 30
+keepalive = 5

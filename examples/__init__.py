@@ -1,0 +1,1 @@
+"""wsgisession's examples, installed as the ``wsgisession_examples`` package."""

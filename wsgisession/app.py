@@ -1,0 +1,179 @@
+"""Composition: the user's app + the session layer + Socket.IO, as one WSGI callable.
+
+From Python::
+
+    from wsgisession import make_app
+
+    app = make_app(my_wsgi_app, secret=SECRET, type="file", data_dir="./sessions")
+
+    @app.on("set_name")
+    def set_name(sid, session, name):
+        session["name"] = name
+
+From an INI file (PasteDeploy), as a filter that wraps any WSGI app::
+
+    [filter:session]
+    use = egg:wsgisession#main
+    beaker.session.secret = env:SESSION_SECRET
+    beaker.session.type = file
+    beaker.session.data_dir = %(here)s/data/sessions
+    wsgisession.handlers = myapp.sockets:register
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import socketio
+from werkzeug.exceptions import NotFound
+
+from .config import from_settings
+from .cookies import SameSite, SessionCookie
+from .errors import ConfigurationError
+from .manager import SessionManager
+from .middleware import SessionMiddleware
+from .origins import CorsHeaders, OriginPolicy
+from .realtime import SessionNamespace, SessionSockets
+from .store import Store
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+class WsgiSessionApp:
+    """The composed WSGI callable: ``/socket.io/`` to Socket.IO, the rest to the app."""
+
+    def __init__(self, app: WSGIApplication, *, manager: SessionManager, sockets: SessionSockets,
+                 socketio_path: str = "socket.io") -> None:
+        self.app = app
+        self.manager = manager
+        self.sockets = sockets
+        self.sio = sockets.sio
+        self.middleware = SessionMiddleware(app, manager=manager)
+        wsgi: WSGIApplication = socketio.WSGIApp(self.sio, self.middleware, socketio_path=socketio_path)
+        if sockets.origins.allowed is not None:
+            wsgi = CorsHeaders(wsgi, policy=sockets.origins)
+        self.wsgi = wsgi
+        self.on = sockets.on
+        self.register_namespace = sockets.register_namespace
+        self.emit_to_session = sockets.emit_to_session
+        self.disconnect_session = sockets.disconnect_session
+        self.sockets_of = sockets.sockets_of
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return self.wsgi(environ, start_response)
+
+
+def _not_found(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    return NotFound()(environ, start_response)
+
+
+def resolve(path: str) -> Any:
+    """Import ``package.module:attr`` (or ``package.module.attr``)."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigurationError(f"cannot import {path!r}: {exc}", key="handlers", value=path) from exc
+    return obj
+
+
+def install_handlers(app: WsgiSessionApp, handlers: Sequence[str | Any]) -> None:
+    """Register socket handlers: ``SessionNamespace`` subclasses, or ``register(app)`` callables."""
+    for item in handlers:
+        obj = resolve(item) if isinstance(item, str) else item
+        if isinstance(obj, type) and issubclass(obj, SessionNamespace):
+            app.register_namespace(obj())
+        elif callable(obj):
+            obj(app)
+        else:
+            raise ConfigurationError(f"{item!r} is neither a SessionNamespace nor a callable", key="handlers")
+
+
+def make_app(
+    app: WSGIApplication | None = None,
+    *,
+    secret: str | Sequence[str] | None = None,
+    type: str = "file",
+    data_dir: str | None = None,
+    url: str | None = None,
+    key: str = "beaker.session.id",
+    cookie_path: str = "/",
+    cookie_domain: str | None = None,
+    secure: bool = False,
+    httponly: bool = True,
+    samesite: SameSite | None = "Lax",
+    cookie_max_age: int | None = None,
+    timeout: int | None = None,
+    absolute_timeout: int | None = None,
+    touch_interval: int = 60,
+    autosave: bool = True,
+    lock_timeout: float = 5.0,
+    lock_ttl: float = 5.0,
+    allow_anonymous: bool = False,
+    allowed_origins: Sequence[str] | None = None,
+    allow_missing_origin: bool = False,
+    socketio_path: str = "socket.io",
+    handlers: Sequence[str | Any] = (),
+    max_message_size: int | None = None,
+    sweep_interval: float | None = None,
+    socketio_options: dict[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> WsgiSessionApp:
+    """Build the composed app from explicit keyword arguments (see README.rst)."""
+    cookie = SessionCookie(
+        secret=secret,  # type: ignore[arg-type]  # checked inside: None is refused
+        name=key,
+        path=cookie_path,
+        domain=cookie_domain,
+        secure=secure,
+        httponly=httponly,
+        samesite=samesite,
+        max_age=cookie_max_age,
+    )
+    if type == "file" and not data_dir:
+        data_dir = os.path.join(os.getcwd(), "data", "sessions")
+    store = Store(type=type, data_dir=data_dir, url=url, lock_timeout=lock_timeout, lock_ttl=lock_ttl)
+    manager = SessionManager(
+        store=store,
+        cookie=cookie,
+        timeout=timeout,
+        absolute_timeout=absolute_timeout,
+        touch_interval=touch_interval,
+        autosave=autosave,
+        clock=clock,
+    )
+    options = dict(socketio_options or {})
+    queue = options.pop("message_queue", None)
+    channel = options.pop("channel", "socketio")
+    if queue:
+        options["client_manager"] = socketio.RedisManager(queue, channel=channel)
+    if max_message_size is not None:
+        options.setdefault("max_http_buffer_size", max_message_size)
+    sockets = SessionSockets(
+        manager=manager,
+        origins=OriginPolicy(allowed_origins=allowed_origins, allow_missing_origin=allow_missing_origin),
+        allow_anonymous=allow_anonymous,
+        **options,
+    )
+    composed = WsgiSessionApp(app or _not_found, manager=manager, sockets=sockets, socketio_path=socketio_path)
+    install_handlers(composed, handlers)
+    return composed
+
+
+def settings_of(global_conf: dict[str, str], local_conf: dict[str, str]) -> dict[str, Any]:
+    """PasteDeploy's global and local settings, ours only, local winning."""
+    merged = {k: v for k, v in global_conf.items() if k.startswith(("beaker.session.", "wsgisession.", "socketio."))}
+    merged.update(local_conf)
+    return from_settings(merged)
+
+
+def filter_app_factory(app: WSGIApplication, global_conf: dict[str, str], **local_conf: str) -> WsgiSessionApp:
+    """PasteDeploy ``egg:wsgisession#main``: wrap any WSGI app."""
+    return make_app(app, **settings_of(global_conf, local_conf))

@@ -1,0 +1,9 @@
+"""Pickle-free Beaker backends: session data is JSON text, stored verbatim.
+
+Beaker's own file, dbm and Redis containers unpickle what they read
+(CVE-2013-7489), so whoever can write to the store could run code. These
+namespace managers store and return ``str`` values only. They are registered
+as Beaker backends (``beaker.backends`` entry points ``wsgisession.file`` and
+``wsgisession.redis``) and are what ``type = file`` and ``type = ext:redis``
+mean under wsgisession.
+"""

@@ -1,0 +1,75 @@
+"""A Beaker namespace manager over Redis that stores ``str`` values verbatim.
+
+Keys are ``<prefix><namespace>:<key>``; values are UTF-8 text with an optional
+expiry (``SET ... EX``). Nothing read from Redis is ever unpickled.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from beaker.container import NamespaceManager
+
+_clients: dict[tuple[str, float], redis.Redis] = {}
+
+
+def client_for(url: str, *, socket_timeout: float = 5.0) -> redis.Redis:
+    """One shared connection pool per URL and timeout."""
+    client = _clients.get((url, socket_timeout))
+    if client is None:
+        client = _clients[(url, socket_timeout)] = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        )
+    return client
+
+
+class RedisNamespaceManager(NamespaceManager):  # type: ignore[misc]
+    """Stores ``str`` values in Redis keys; never unpickles."""
+
+    def __init__(
+        self,
+        namespace: str,
+        url: str | redis.Redis = "redis://127.0.0.1:6379/0",
+        prefix: str = "wsgisession:",
+        socket_timeout: float = 5.0,
+        **_: Any,
+    ) -> None:
+        super().__init__(namespace)
+        self.client = url if isinstance(url, redis.Redis) else client_for(url, socket_timeout=float(socket_timeout))
+        self.prefix = prefix
+
+    def key(self, key: str) -> str:
+        return f"{self.prefix}{self.namespace}:{key}"
+
+    def __getitem__(self, key: str) -> str:
+        value = self.client.get(self.key(key))
+        if value is None:
+            raise KeyError(key)
+        return bytes(value).decode("utf-8")
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self.client.exists(self.key(str(key))))
+
+    def has_key(self, key: str) -> bool:
+        return key in self
+
+    def set_value(self, key: str, value: str, expiretime: int | None = None) -> None:
+        if not isinstance(value, str):
+            raise TypeError("the wsgisession Redis backend stores str values only")
+        self.client.set(self.key(key), value.encode("utf-8"), ex=expiretime or None)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.set_value(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        if not self.client.delete(self.key(key)):
+            raise KeyError(key)
+
+    def do_remove(self) -> None:
+        keys = list(self.client.scan_iter(match=self.key("*")))
+        if keys:
+            self.client.delete(*keys)
+
+    def keys(self) -> list[str]:
+        start = len(self.key(""))
+        return [bytes(k).decode()[start:] for k in self.client.scan_iter(match=self.key("*"))]

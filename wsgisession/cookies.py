@@ -1,0 +1,161 @@
+"""The session cookie: tolerant parsing, signature check, id format check.
+
+The cookie's value is ``<id>.<signature>``: the id is 32 random bytes in
+URL-safe base64 (43 characters), the signature an HMAC made by itsdangerous
+with the application's secret. Only ids this server issued and signed are
+accepted, and an id is format-checked before anything builds a store key or a
+path from it.
+
+    >>> cookie = SessionCookie(secret="x" * 32)
+    >>> sid = new_session_id()
+    >>> cookie.unsign(cookie.sign(sid)) == sid
+    True
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from typing import TYPE_CHECKING, Literal, Sequence
+
+import itsdangerous
+from werkzeug.http import dump_cookie, parse_cookie
+
+from .errors import BadSignature, ConfigurationError, NoCookie
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+SameSite = Literal["Lax", "Strict", "None"]
+
+_ID = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
+MIN_SECRET_LENGTH = 32
+
+
+def new_session_id() -> str:
+    """Return a fresh, unguessable session id (256 random bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def is_session_id(value: object) -> bool:
+    """Tell whether ``value`` has the exact shape of an id we issue."""
+    return isinstance(value, str) and _ID.match(value) is not None
+
+
+def check_secret(secret: str | Sequence[str] | None) -> list[str]:
+    """Return the secrets as a list (newest last), refusing weak ones."""
+    if secret is None or secret == "" or secret == []:
+        raise ConfigurationError(
+            "a secret is required: set 'beaker.session.secret' (or secret=...) to a "
+            f"random string of at least {MIN_SECRET_LENGTH} characters, for example "
+            "the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            key="secret",
+        )
+    secrets_ = [secret] if isinstance(secret, str) else list(secret)
+    for value in secrets_:
+        if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH or len(set(value)) < 8:
+            raise ConfigurationError(
+                f"the secret is too weak: use at least {MIN_SECRET_LENGTH} random characters",
+                key="secret",
+            )
+    return secrets_
+
+
+class SessionCookie:
+    """Reads, signs and writes the session cookie."""
+
+    def __init__(
+        self,
+        *,
+        secret: str | Sequence[str],
+        name: str = "beaker.session.id",
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = True,
+        samesite: SameSite | None = "Lax",
+        max_age: int | None = None,
+    ) -> None:
+        keys = check_secret(secret)
+        if samesite == "None" and not secure:
+            raise ConfigurationError(
+                "samesite=None needs secure=true: browsers drop such cookies otherwise",
+                key="samesite",
+                value=samesite,
+            )
+        self._signer = itsdangerous.Signer(keys, salt="wsgisession.cookie", digest_method=hashlib.sha256)
+        self._fingerprint_key = hashlib.sha256(("wsgisession.fingerprint" + keys[-1]).encode()).digest()
+        self.name = name
+        self.path = path
+        self.domain = domain
+        self.secure = secure
+        self.httponly = httponly
+        self.samesite = samesite
+        self.max_age = max_age
+
+    def sign(self, session_id: str) -> str:
+        """Return the cookie value for ``session_id``."""
+        return self._signer.sign(session_id).decode("ascii")
+
+    def unsign(self, value: str) -> str:
+        """Return the id inside a cookie value, or raise :class:`BadSignature`."""
+        try:
+            session_id = self._signer.unsign(value).decode("ascii")
+        except (itsdangerous.BadSignature, UnicodeError) as exc:
+            raise BadSignature("the session cookie's signature does not match") from exc
+        if not is_session_id(session_id):
+            raise BadSignature("the session cookie holds a malformed id")
+        return session_id
+
+    def read(self, environ: WSGIEnvironment) -> str:
+        """Return the verified session id of a request.
+
+        Parsing is Werkzeug's, which skips a malformed unrelated cookie instead
+        of dropping the whole header. Raises :class:`NoCookie` or
+        :class:`BadSignature`.
+        """
+        values = parse_cookie(environ).getlist(self.name)
+        if not values:
+            raise NoCookie("the request carries no session cookie")
+        error: BadSignature | None = None
+        for value in values:  # a stale duplicate from another path must not win
+            try:
+                return self.unsign(value)
+            except BadSignature as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    def fingerprint(self, session_id: str) -> str:
+        """A short keyed hash of an id: safe for logs and room names."""
+        return hmac.new(self._fingerprint_key, session_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def set_header(self, session_id: str) -> tuple[str, str]:
+        """The ``Set-Cookie`` header that hands ``session_id`` to the client."""
+        value = dump_cookie(
+            self.name,
+            self.sign(session_id),
+            max_age=self.max_age,
+            path=self.path,
+            domain=self.domain,
+            secure=self.secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+        )
+        return ("Set-Cookie", value)
+
+    def delete_header(self) -> tuple[str, str]:
+        """The ``Set-Cookie`` header that removes the cookie (same path and domain)."""
+        value = dump_cookie(
+            self.name,
+            "",
+            max_age=0,
+            expires=0,
+            path=self.path,
+            domain=self.domain,
+            secure=self.secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+        )
+        return ("Set-Cookie", value)

@@ -1,0 +1,172 @@
+"""The session manager: one place that knows ids, records, expiry and events.
+
+A record is the JSON text ``{"created": t, "accessed": t, "data": {...}}``.
+:class:`SessionManager` turns ids into :class:`~wsgisession.session.SharedSession`
+objects and back, enforces the idle and absolute timeouts, and tells its
+listeners (the Socket.IO side) when a session ends or changes id. It knows
+nothing of HTTP or Socket.IO.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from .cookies import SessionCookie, is_session_id
+from .errors import SessionExpired, SessionValueError, UnknownSession
+from .store import Store
+
+if TYPE_CHECKING:
+    from .session import SharedSession
+
+log = logging.getLogger(__name__)
+security_log = logging.getLogger("wsgisession.security")
+
+
+class Listener(Protocol):
+    """What the manager tells about sessions' lives."""
+
+    def session_ended(self, session_id: str, reason: str) -> None: ...
+
+    def session_rotated(self, old_id: str, new_id: str) -> None: ...
+
+
+class Record:
+    """A decoded session record."""
+
+    __slots__ = ("created", "accessed", "data")
+
+    def __init__(self, *, created: float, accessed: float, data: dict[str, Any]) -> None:
+        self.created = created
+        self.accessed = accessed
+        self.data = data
+
+
+class SessionManager:
+    """Creates, loads, saves and ends sessions for both HTTP and sockets."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        cookie: SessionCookie,
+        timeout: int | None = None,
+        absolute_timeout: int | None = None,
+        touch_interval: int = 60,
+        autosave: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.cookie = cookie
+        self.timeout = timeout
+        self.absolute_timeout = absolute_timeout
+        self.touch_interval = touch_interval
+        self.autosave = autosave
+        self.clock = clock
+        self.listeners: list[Listener] = []
+
+    # -- records ---------------------------------------------------------
+    def encode(self, record: Record) -> str:
+        """Serialize a record; a value JSON cannot hold raises SessionValueError."""
+        try:
+            return json.dumps(
+                {"created": record.created, "accessed": record.accessed, "data": record.data},
+                separators=(",", ":"),
+                ensure_ascii=False,
+                allow_nan=False,
+            )
+        except (TypeError, ValueError) as exc:
+            for key, value in record.data.items():
+                try:
+                    json.dumps(value, allow_nan=False)
+                except (TypeError, ValueError):
+                    raise SessionValueError(
+                        f"session[{key!r}] cannot be stored as JSON ({exc}); nothing was saved", key=key
+                    ) from exc
+                if not isinstance(key, str):
+                    raise SessionValueError(f"session key {key!r} is not a string; nothing was saved", key=str(key))
+            raise SessionValueError(f"the session cannot be stored as JSON: {exc}", key="") from exc
+
+    def decode(self, text: str) -> Record:
+        raw = json.loads(text)
+        return Record(created=float(raw["created"]), accessed=float(raw["accessed"]), data=raw["data"])
+
+    def ttl(self, record: Record) -> int | None:
+        """How long the store may keep a record: past it, it is expired anyway."""
+        limits = []
+        now = self.clock()
+        if self.timeout:
+            limits.append(record.accessed + self.timeout - now)
+        if self.absolute_timeout:
+            limits.append(record.created + self.absolute_timeout - now)
+        return max(1, int(min(limits)) + 1) if limits else None
+
+    def expired(self, record: Record) -> bool:
+        now = self.clock()
+        if self.timeout and now - record.accessed > self.timeout:
+            return True
+        return bool(self.absolute_timeout and now - record.created > self.absolute_timeout)
+
+    def read(self, session_id: str) -> tuple[Record, str] | None:
+        """The live record of an id and its text; ``None`` if missing or expired."""
+        text = self.store.read(session_id)
+        if text is None:
+            return None
+        try:
+            record = self.decode(text)
+        except (ValueError, KeyError, TypeError):
+            security_log.warning("unreadable session record %s dropped", self.fingerprint(session_id))
+            return None
+        if self.expired(record):
+            return None
+        return record, text
+
+    def load(self, session_id: str) -> tuple[Record, str]:
+        """Like :meth:`read` but raising UnknownSession or SessionExpired."""
+        if not is_session_id(session_id):
+            raise UnknownSession("not a session id")
+        text = self.store.read(session_id)
+        if text is None:
+            raise UnknownSession("no such session")
+        found = self.read(session_id)
+        if found is None:
+            self.end(session_id, reason="expired")
+            raise SessionExpired()
+        return found
+
+    def write(self, session_id: str, record: Record) -> str:
+        text = self.encode(record)
+        self.store.write(session_id, text, ttl=self.ttl(record))
+        return text
+
+    # -- lives -----------------------------------------------------------
+    def fingerprint(self, session_id: str) -> str:
+        return self.cookie.fingerprint(session_id)
+
+    def end(self, session_id: str, *, reason: str) -> None:
+        """Remove a session and tell every listener (its sockets end)."""
+        self.store.remove(session_id)
+        log.info("session %s ended (%s)", self.fingerprint(session_id), reason)
+        for listener in self.listeners:
+            listener.session_ended(session_id, reason)
+
+    def rotated(self, old_id: str, new_id: str) -> None:
+        log.info("session %s rotated to %s", self.fingerprint(old_id), self.fingerprint(new_id))
+        for listener in self.listeners:
+            listener.session_rotated(old_id, new_id)
+
+    def open(self, session_id: str) -> "SharedSession":
+        """The session of an existing id, loaded now (for socket events)."""
+        from .session import SharedSession
+
+        session = SharedSession(self, session_id, is_new=False)
+        session.load()
+        return session
+
+    def new(self) -> "SharedSession":
+        """A new, empty session; stored on its first save."""
+        from .session import SharedSession
+
+        return SharedSession(self, None, is_new=True)
+

@@ -1,0 +1,103 @@
+"""The WSGI side: a drop-in for ``beaker.middleware.SessionMiddleware``.
+
+    app = SessionMiddleware(app, manager=manager)
+
+Each request gets ``environ['beaker.session']`` (and ``environ['wsgisession.session']``),
+a :class:`~wsgisession.session.SharedSession` that loads lazily on first use.
+The cookie is parsed tolerantly and its signature checked; a missing,
+tampered or unknown cookie gives a fresh session (and never adopts the id the
+client sent). Changes are saved when the app starts its response (so the
+cookie can be set) and again when the body is closed, if changed meanwhile.
+A store that is down answers ``503 Service Unavailable``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Iterable
+
+from werkzeug.wsgi import ClosingIterator
+
+from .errors import BadSignature, NoCookie, SessionEnded, StoreUnavailable
+from .manager import SessionManager
+from .session import SharedSession
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+security_log = logging.getLogger("wsgisession.security")
+
+ENVIRON_KEY = "beaker.session"
+
+
+def session_for_request(environ: WSGIEnvironment, manager: SessionManager) -> tuple[SharedSession, str | None]:
+    """The (lazy) session of a request and the verified id its cookie held."""
+    try:
+        cookie_id: str | None = manager.cookie.read(environ)
+    except NoCookie:
+        cookie_id = None
+    except BadSignature as exc:
+        security_log.warning("tampered session cookie from %s: %s", environ.get("REMOTE_ADDR", "?"), exc)
+        cookie_id = None
+    if cookie_id is None:
+        return manager.new(), None
+    return SharedSession(manager, cookie_id, is_new=False), cookie_id
+
+
+class SessionMiddleware:
+    """Gives every request the shared session; saves it; sets the cookie."""
+
+    def __init__(self, app: WSGIApplication, *, manager: SessionManager, environ_key: str = ENVIRON_KEY) -> None:
+        self.app = app
+        self.manager = manager
+        self.environ_key = environ_key
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        session, cookie_id = session_for_request(environ, self.manager)
+        environ[self.environ_key] = session
+        environ["wsgisession.session"] = session
+        environ["wsgisession.manager"] = self.manager
+        headers_sent = False
+
+        def session_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal headers_sent
+            if session.accessed():
+                if exc_info is None:
+                    self._autosave(session)
+                headers = list(headers) + self._headers(session, cookie_id)
+            headers_sent = True
+            return start_response(status, headers, exc_info)
+
+        try:
+            body = self.app(environ, session_start_response)
+        except StoreUnavailable as exc:
+            if headers_sent:
+                raise
+            return self._unavailable(exc, start_response)
+        return ClosingIterator(body, [lambda: self._autosave(session)])
+
+    def _autosave(self, session: SharedSession) -> None:
+        if not self.manager.autosave or session.ended:
+            return
+        try:
+            session.save()
+        except SessionEnded as exc:
+            log.warning("changes to session %s not saved: %s", self.manager.fingerprint(session.id), exc)
+
+    def _headers(self, session: SharedSession, cookie_id: str | None) -> list[tuple[str, str]]:
+        headers = [("Vary", "Cookie")]
+        cookie = self.manager.cookie
+        if session.ended or (session.is_new and cookie_id is not None):
+            if cookie_id is not None:
+                headers.append(cookie.delete_header())
+        elif not session.is_new and (session.id != cookie_id or cookie.max_age):
+            headers.append(cookie.set_header(session.id))
+        return headers
+
+    def _unavailable(self, exc: StoreUnavailable, start_response: StartResponse) -> list[bytes]:
+        body = b"503 Service Unavailable: the session store is unavailable; try again shortly.\n"
+        start_response(
+            "503 Service Unavailable",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), ("Retry-After", "5")],
+        )
+        return [body]

@@ -1,0 +1,250 @@
+"""The Socket.IO side: join the HTTP session at connect, hand it to every event.
+
+    sockets = SessionSockets(manager=manager)
+
+    @sockets.on("set_name")
+    def set_name(sid, session, name):
+        session["name"] = name          # saved (merged) when the handler returns
+        return dict(session)            # the acknowledgement
+
+The connect step checks the Origin, reads the handshake's cookie, verifies
+it and loads the session; otherwise it refuses the connection and the client's
+``connect_error`` carries the reason (``no_cookie``, ``bad_signature``,
+``unknown_session``, ``expired``, ``store_unavailable``, ``bad_origin``).
+Each event gets the session as stored when it starts (loaded lazily on first
+use) and autosaves the changes. Every socket joins a room named by a keyed
+hash of its session id, so :meth:`SessionSockets.emit_to_session` and
+:meth:`SessionSockets.disconnect_session` reach all tabs of a session. When a
+session ends (logout, expiry), its sockets get ``session_ended`` with the
+reason and are disconnected; when it is rotated, they follow the new id.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+import socketio
+
+from .errors import SessionEnded, SessionExpired, SessionRefused, StoreUnavailable, UnknownSession
+from .manager import SessionManager
+from .origins import OriginPolicy
+from .session import SharedSession
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+log = logging.getLogger(__name__)
+security_log = logging.getLogger("wsgisession.security")
+
+Handler = Callable[..., Any]
+_TAMPERING = {"bad_signature", "bad_origin"}
+
+
+class SessionSockets:
+    """A python-socketio server whose handlers share the HTTP session."""
+
+    def __init__(
+        self,
+        *,
+        manager: SessionManager,
+        server: socketio.Server | None = None,
+        origins: OriginPolicy | None = None,
+        allow_anonymous: bool = False,
+        **socketio_options: Any,
+    ) -> None:
+        self.manager = manager
+        self.origins = origins or OriginPolicy()
+        self.allow_anonymous = allow_anonymous
+        options: dict[str, Any] = {"async_mode": "gevent", "cors_allowed_origins": [], **socketio_options}
+        self.sio = server or socketio.Server(**options)
+        self._bindings: dict[str, tuple[str, str]] = {}  # sid -> (namespace, session id)
+        self._handlers: dict[str, dict[str, Handler]] = {}
+        self._last_touch: dict[str, float] = {}
+        manager.listeners.append(self)
+
+    # -- registration ----------------------------------------------------
+    def on(self, event: str, handler: Handler | None = None, *, namespace: str = "/") -> Any:
+        """Register ``handler(sid, session, *args)`` for ``event`` (also as a decorator).
+
+        ``connect`` handlers get ``(sid, session, environ, auth)`` and
+        ``disconnect`` handlers ``(sid, reason)``.
+        """
+
+        def register(func: Handler) -> Handler:
+            self._namespace(namespace)[event] = func
+            if event not in ("connect", "disconnect"):
+                self.sio.on(event, namespace=namespace)(
+                    lambda sid, *args: self.dispatch(sid, func, args)
+                )
+            return func
+
+        return register(handler) if handler is not None else register
+
+    def register_namespace(self, namespace_handler: SessionNamespace) -> None:
+        """Register a class-based :class:`SessionNamespace`."""
+        namespace_handler.sockets = self
+        self._handlers.setdefault(namespace_handler.namespace or "/", {})
+        self.sio.register_namespace(namespace_handler)
+
+    def _namespace(self, namespace: str) -> dict[str, Handler]:
+        handlers = self._handlers.get(namespace)
+        if handlers is None:
+            handlers = self._handlers[namespace] = {}
+            self.sio.on("connect", namespace=namespace)(
+                lambda sid, environ, auth=None: self.connect(namespace, sid, environ, auth, handlers.get("connect"))
+            )
+            self.sio.on("disconnect", namespace=namespace)(
+                lambda sid, reason=None: self.disconnect(sid, reason, handlers.get("disconnect"))
+            )
+        return handlers
+
+    # -- connection lifecycle -------------------------------------------
+    def connect(
+        self, namespace: str, sid: str, environ: WSGIEnvironment, auth: Any, handler: Handler | None
+    ) -> Any:
+        """Check the origin, join the session, then run the app's connect handler."""
+        try:
+            self.origins.check(environ)
+            session = self._join(environ)
+        except SessionRefused as exc:
+            logger = security_log if exc.reason in _TAMPERING else log
+            logger.warning("refused a socket in %s: %s (%s)", namespace, exc.reason, environ.get("REMOTE_ADDR"))
+            raise socketio.exceptions.ConnectionRefusedError(exc.reason) from exc
+        if session is not None:
+            self._bindings[sid] = (namespace, session.id)
+            self.sio.enter_room(sid, self.room(session.id), namespace=namespace)
+        if handler is None:
+            return None
+        try:
+            result = self._call(sid, session, handler, (environ, auth))
+        except BaseException:
+            self._bindings.pop(sid, None)
+            raise
+        if result is False:
+            self._bindings.pop(sid, None)
+        return result
+
+    def _join(self, environ: WSGIEnvironment) -> SharedSession | None:
+        try:
+            session_id = self.manager.cookie.read(environ)
+            session = SharedSession(self.manager, session_id, is_new=False, strict=True)
+            session.load()
+            return session
+        except StoreUnavailable:
+            raise
+        except SessionRefused:
+            if self.allow_anonymous:
+                return None
+            raise
+
+    def disconnect(self, sid: str, reason: Any, handler: Handler | None) -> None:
+        self._bindings.pop(sid, None)
+        if handler is not None:
+            handler(sid, reason)
+
+    # -- events ----------------------------------------------------------
+    def session_of(self, sid: str) -> SharedSession | None:
+        """A fresh (lazily loaded) session for a connected socket; ``None`` if anonymous."""
+        binding = self._bindings.get(sid)
+        if binding is None:
+            return None
+        return SharedSession(self.manager, binding[1], is_new=False, strict=True)
+
+    def dispatch(self, sid: str, handler: Handler, args: tuple[Any, ...]) -> Any:
+        """Run ``handler(sid, session, *args)``; autosave; end the socket if its session ended."""
+        return self._call(sid, self.session_of(sid), handler, args)
+
+    def _call(self, sid: str, session: SharedSession | None, handler: Handler, args: tuple[Any, ...]) -> Any:
+        try:
+            result = handler(sid, session, *args)
+            if session is not None:
+                if self.manager.autosave and session.accessed() and not session.ended:
+                    session.save()
+                self._touch(session)
+            return result
+        except SessionEnded as exc:
+            binding = self._bindings.get(sid)
+            if binding is not None:
+                self._end_socket(binding[0], sid, exc.reason)
+            return None
+        except StoreUnavailable:
+            log.error("event of socket %s not handled: the session store is unavailable", sid)
+            binding = self._bindings.get(sid)
+            self.sio.emit("session_error", {"reason": "store_unavailable"}, to=sid, namespace=binding and binding[0])
+            return None
+
+    def _touch(self, session: SharedSession) -> None:
+        """Slide the idle timeout on socket traffic, at most once per interval."""
+        manager = self.manager
+        if not manager.timeout or session.ended:
+            return
+        now = manager.clock()
+        if now - self._last_touch.get(session.id, 0.0) < manager.touch_interval:
+            return
+        session.touch()
+        self._last_touch[session.id] = now
+
+    # -- rooms -----------------------------------------------------------
+    def room(self, session_id: str) -> str:
+        """The room of a session's sockets: a keyed hash, never the raw id."""
+        return "wsgisession:" + self.manager.fingerprint(session_id)
+
+    def sockets_of(self, session_id: str, *, namespace: str = "/") -> list[str]:
+        """The sids of this process's sockets bound to a session."""
+        return [sid for sid, _ in self.sio.manager.get_participants(namespace, self.room(session_id))]
+
+    def emit_to_session(self, session_id: str, event: str, data: Any = None, *, namespace: str = "/") -> None:
+        """Emit to every socket of a session (every tab, every worker)."""
+        self.sio.emit(event, data, room=self.room(session_id), namespace=namespace)
+
+    def disconnect_session(self, session_id: str, *, reason: str = "disconnected") -> None:
+        """Send ``session_ended`` to every socket of a session and disconnect them."""
+        for namespace in list(self._handlers):
+            room = self.room(session_id)
+            self.sio.emit("session_ended", {"reason": reason}, room=room, namespace=namespace)
+            for sid in self.sockets_of(session_id, namespace=namespace):
+                self._bindings.pop(sid, None)
+                self.sio.disconnect(sid, namespace=namespace)
+        self._last_touch.pop(session_id, None)
+
+    def _end_socket(self, namespace: str, sid: str, reason: str) -> None:
+        self._bindings.pop(sid, None)
+        self.sio.emit("session_ended", {"reason": reason}, to=sid, namespace=namespace)
+        self.sio.disconnect(sid, namespace=namespace)
+
+    # -- manager listener ------------------------------------------------
+    def session_ended(self, session_id: str, reason: str) -> None:
+        self.disconnect_session(session_id, reason=reason)
+
+    def session_rotated(self, old_id: str, new_id: str) -> None:
+        for sid, (namespace, bound) in list(self._bindings.items()):
+            if bound == old_id:
+                self._bindings[sid] = (namespace, new_id)
+                self.sio.leave_room(sid, self.room(old_id), namespace=namespace)
+                self.sio.enter_room(sid, self.room(new_id), namespace=namespace)
+
+
+class SessionNamespace(socketio.Namespace):  # type: ignore[misc]
+    """A class-based namespace whose ``on_<event>(self, sid, session, *args)`` get the session.
+
+    ``on_connect(self, sid, session, environ, auth)`` and
+    ``on_disconnect(self, sid, reason)`` keep python-socketio's meaning.
+    Register it with :meth:`SessionSockets.register_namespace`.
+    """
+
+    sockets: SessionSockets
+
+    def trigger_event(self, event: str, *args: Any) -> Any:
+        namespace = self.namespace or "/"
+        method = getattr(self, "on_" + (event or ""), None)
+        if event == "connect":
+            sid, environ, *rest = args
+            return self.sockets.connect(namespace, sid, environ, rest[0] if rest else None, method)
+        if event == "disconnect":
+            sid, *rest = args
+            self.sockets.disconnect(sid, rest[0] if rest else None, method)
+            return None
+        if method is None:
+            return None
+        sid, *payload = args
+        return self.sockets.dispatch(sid, method, tuple(payload))

@@ -1,0 +1,92 @@
+"""The ``wsgisession serve`` command: a development server for an INI file.
+
+    wsgisession serve conf/development.ini --host 127.0.0.1 --port 6543
+
+It monkey-patches the standard library with gevent, configures logging from
+the INI's ``[loggers]`` sections (if any), loads the app with PasteDeploy and
+serves it with gevent's pywsgi and the WebSocket handler (TCP_NODELAY on, so
+keep-alive responses are not held back by Nagle's algorithm). SIGTERM and
+SIGINT stop it gracefully: in-flight requests and saves get time to finish.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+log = logging.getLogger("wsgisession.serve")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsgisession", description="wsgisession tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve an INI file's app with gevent")
+    serve.add_argument("config", help="a PasteDeploy INI file")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=6543, help="port to bind; 0 picks a free one (default 6543)")
+    serve.add_argument("--name", default="main", help="the app's section name (default main)")
+    serve.add_argument("--stop-timeout", type=float, default=10.0, help="seconds to let requests finish on stop")
+    return parser
+
+
+def setup_logging(config: str) -> None:
+    """Logging from the INI's [loggers] sections, or INFO to stderr."""
+    import configparser
+    import logging.config
+
+    parser = configparser.ConfigParser()
+    parser.read(config)
+    if parser.has_section("loggers"):
+        logging.config.fileConfig(config, {"here": os.path.dirname(config), "__file__": config},
+                                  disable_existing_loggers=False)
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from gevent import monkey
+
+    monkey.patch_all()
+    args = _parser().parse_args(argv)
+    config = os.path.abspath(args.config)
+    if not os.path.isfile(config):
+        sys.stderr.write(f"wsgisession: no such INI file: {args.config}\n")
+        return 2
+    setup_logging(config)
+
+    import gevent
+    import gevent.signal
+    from paste.deploy import loadapp
+
+    from .errors import WsgiSessionError
+    from .worker import make_server
+
+    try:
+        app = loadapp("config:" + config, name=args.name)
+    except (WsgiSessionError, LookupError, ValueError, ImportError) as exc:
+        log.error("cannot load %s: %s", args.config, exc)
+        sys.stderr.write(f"wsgisession: cannot load {args.config}: {exc}\n")
+        return 2
+    try:
+        server = make_server((args.host, args.port), app)
+        server.start()
+    except OSError as exc:
+        sys.stderr.write(f"wsgisession: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
+        return 2
+    host, port = server.address[:2]
+    log.info("serving %s on http://%s:%s/", args.config, host, port)
+
+    def stop() -> None:
+        log.info("stopping: letting in-flight requests finish (up to %ss)", args.stop_timeout)
+        server.stop(timeout=args.stop_timeout)
+
+    gevent.signal.signal(15, stop)
+    gevent.signal.signal(2, stop)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The shared session: Beaker's session API with merged saves and ``atomic()``.
+
+A :class:`SharedSession` is what ``environ['beaker.session']`` holds and what
+Socket.IO handlers receive. It is a mapping with Beaker's methods (``save``,
+``delete``, ``invalidate``, ``regenerate_id``, ``id``, ``is_new`` ...), and:
+
+- it remembers the state it loaded, so :meth:`save` writes only the keys this
+  request or event changed (nested in-place edits included) over the latest
+  stored state, under the session's lock; a read-only user writes nothing;
+- :meth:`atomic` holds the lock from a fresh load to the save, so
+  read-modify-write sequences from any mix of requests and events never lose
+  an update::
+
+      with session.atomic():
+          session["n"] = session.get("n", 0) + 1
+
+- a save after the session was deleted, rotated or expired raises
+  :class:`~wsgisession.errors.SessionEnded` instead of bringing it back.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .cookies import new_session_id
+from .errors import SessionEnded, SessionExpired, UnknownSession
+from .manager import Record
+
+if TYPE_CHECKING:
+    from .manager import SessionManager
+
+log = logging.getLogger(__name__)
+
+_MISSING = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+class SharedSession(MutableMapping[str, Any]):
+    """One session, shared by HTTP requests and Socket.IO events."""
+
+    def __init__(
+        self, manager: SessionManager, session_id: str | None, *, is_new: bool, strict: bool = False
+    ) -> None:
+        self._manager = manager
+        self._strict = strict  # sockets: an ended session raises instead of starting over
+        self.id: str = session_id or new_session_id()
+        self.is_new = is_new
+        self.ended: str | None = None  # the reason, once deleted or rotated away
+        self.rotated_from: str | None = None
+        self.accessed_now = False
+        self.touch_due = False
+        self._loaded = is_new
+        self._locked_base = False  # inside atomic(): _base is the stored state
+        now = manager.clock()
+        self.created = now
+        self.last_accessed: float | None = None
+        self._data: dict[str, Any] = {}
+        self._base: dict[str, Any] = {}
+        self._pending_load: bool = not is_new
+
+    # -- loading ---------------------------------------------------------
+    def load(self) -> None:
+        """Load the stored state now (raises UnknownSession, SessionExpired, StoreUnavailable)."""
+        record, text = self._manager.load(self.id)
+        self._adopt(record, text)
+
+    def _adopt(self, record: Record, text: str) -> None:
+        self._data = record.data
+        self._base = self._manager.decode(text).data
+        self.created = record.created
+        self.last_accessed = record.accessed
+        self.touch_due = self._manager.clock() - record.accessed >= self._manager.touch_interval
+        self._loaded = True
+        self._pending_load = False
+
+    def _ensure(self) -> dict[str, Any]:
+        if self._pending_load:
+            self.accessed_now = True
+            try:
+                self.load()
+            except SessionExpired:
+                if self._strict:
+                    raise
+                self._reset_new()  # start over with a fresh id and no record
+            except UnknownSession as exc:
+                if self._strict:
+                    raise SessionEnded("the session no longer exists", reason="logout") from exc
+                self._reset_new()
+        return self._data
+
+    def _reset_new(self) -> None:
+        self.id = new_session_id()
+        self.is_new = True
+        self._data, self._base = {}, {}
+        self.created = self._manager.clock()
+        self.last_accessed = None
+        self._loaded, self._pending_load = True, False
+        self.touch_due = False
+
+    # -- mapping ---------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self._ensure()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._ensure()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._ensure()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ensure())
+
+    def __len__(self) -> int:
+        return len(self._ensure())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ensure()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._ensure().get(key, default)
+
+    def __repr__(self) -> str:
+        state = "unloaded" if self._pending_load else repr(self._data)
+        return f"<SharedSession {self._manager.fingerprint(self.id)} {state}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe deep copy of the data."""
+        return dict(json.loads(json.dumps(self._ensure())))
+
+    # -- change tracking -------------------------------------------------
+    def changes(self) -> tuple[dict[str, Any], list[str]]:
+        """The keys set (with values) and deleted since the last load or save."""
+        if self._pending_load:
+            return {}, []
+        base = self._base
+        sets = {k: v for k, v in self._data.items() if not _same(base.get(k, _MISSING), v)}
+        dels = [k for k in base if k not in self._data]
+        return sets, dels
+
+    @property
+    def dirty(self) -> bool:
+        sets, dels = self.changes()
+        return bool(sets or dels)
+
+    # -- saving ----------------------------------------------------------
+    def save(self, accessed_only: bool = False) -> bool:
+        """Merge this session's changes into the stored state.
+
+        Returns whether anything was written. A session that nobody changed
+        writes nothing (only a due touch of its access time, if any).
+        """
+        if self.ended:
+            raise SessionEnded(f"the session was ended ({self.ended}); nothing was saved", reason=self.ended)
+        sets, dels = ({}, []) if accessed_only else self.changes()
+        if not (sets or dels or self.touch_due):
+            return False
+        manager = self._manager
+        with manager.store.lock(self.id):
+            now = manager.clock()
+            if self._locked_base:
+                record = Record(created=self.created, accessed=now, data=self._data)
+            else:
+                found = manager.read(self.id)
+                if found is None:
+                    if not self.is_new:
+                        self.ended = "expired"
+                        raise SessionEnded("the session ended meanwhile; nothing was saved", reason="expired")
+                    record = Record(created=self.created, accessed=now, data={})
+                else:
+                    record = found[0]
+                    record.accessed = now
+                record.data.update(sets)
+                for key in dels:
+                    record.data.pop(key, None)
+            text = manager.write(self.id, record)
+        self._adopt(record, text)
+        self.is_new = False
+        self.touch_due = False
+        return True
+
+    def touch(self) -> bool:
+        """Record an access if one is due (slides the idle timeout); returns whether it wrote."""
+        self._ensure()
+        return self.save(accessed_only=True) if self.touch_due else False
+
+    def persist(self) -> None:
+        """Beaker's name for a save."""
+        self.save()
+
+    def revert(self) -> None:
+        """Drop unsaved changes."""
+        if not self._pending_load:
+            self._data = json.loads(json.dumps(self._base))
+
+    def accessed(self) -> bool:
+        """Whether this request or event used the session."""
+        return self.accessed_now or not self._pending_load
+
+    @contextmanager
+    def atomic(self) -> Iterator[SharedSession]:
+        """Hold the lock from a fresh load to the save (read-modify-write)."""
+        if self.ended:
+            raise SessionEnded(f"the session was ended ({self.ended})", reason=self.ended)
+        manager = self._manager
+        self._ensure()
+        outer = self._locked_base
+        with manager.store.lock(self.id):
+            sets, dels = self.changes()
+            if not outer:
+                found = manager.read(self.id)
+                if found is not None:
+                    self._adopt(*found)
+                elif not self.is_new:
+                    self.ended = "expired"
+                    raise SessionEnded("the session ended meanwhile", reason="expired")
+                self._data.update(sets)
+                for key in dels:
+                    self._data.pop(key, None)
+            snapshot = json.dumps(self._data) if outer else None
+            self._locked_base = True
+            try:
+                yield self
+            except BaseException:
+                if snapshot is not None:
+                    self._data = json.loads(snapshot)
+                else:
+                    self.revert()
+                    self._data.update(sets)
+                    for key in dels:
+                        self._data.pop(key, None)
+                raise
+            finally:
+                self._locked_base = outer
+            if not outer:
+                self._locked_base = True
+                try:
+                    self.save()
+                finally:
+                    self._locked_base = False
+
+    # -- ending ----------------------------------------------------------
+    def delete(self) -> None:
+        """Remove the session from the store; its sockets end (reason ``logout``)."""
+        if self.ended:
+            return
+        if not self.is_new:
+            with self._manager.store.lock(self.id):
+                self._manager.end(self.id, reason="logout")
+        self.ended = "logout"
+        self._data, self._base = {}, {}
+        self._pending_load = False
+
+    def invalidate(self) -> None:
+        """Delete the session and carry on with a new, empty one (Beaker's API)."""
+        self.delete()
+        self._reset_new()
+        self.ended = None
+
+    def regenerate_id(self) -> None:
+        """Move the session to a new id (login); the old id loads nothing."""
+        self._ensure()
+        if self.ended:
+            raise SessionEnded(f"the session was ended ({self.ended})", reason=self.ended)
+        old_id, new_id = self.id, new_session_id()
+        manager = self._manager
+        if self.is_new:
+            self.id = new_id
+            return
+        with manager.store.lock(old_id):
+            found = manager.read(old_id)
+            record = found[0] if found else Record(created=self.created, accessed=manager.clock(), data={})
+            sets, dels = self.changes()
+            record.data.update(sets)
+            for key in dels:
+                record.data.pop(key, None)
+            text = manager.write(new_id, record)
+            manager.store.remove(old_id)
+        self.id = new_id
+        self.rotated_from = old_id
+        self._adopt(record, text)
+        manager.rotated(old_id, new_id)

@@ -1,0 +1,153 @@
+"""The session store: JSON text by session id, in a Beaker backend, with locks.
+
+This is the seam between wsgisession and Beaker. It knows session ids and
+text, nothing of HTTP or Socket.IO. Backends:
+
+``memory``
+    Beaker's in-process dictionary (one process only; tests, development).
+``file`` (default)
+    :class:`wsgisession.backends.file.FileNamespaceManager` under ``data_dir``.
+``ext:redis`` (or ``redis``)
+    :class:`wsgisession.backends.redis.RedisNamespaceManager` at ``url``.
+
+Beaker's pickling backends are refused rather than silently used.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import AbstractContextManager
+from typing import Any, Callable
+
+from beaker.container import MemoryNamespaceManager, NamespaceManager
+
+from .backends.file import FileNamespaceManager
+from .cookies import is_session_id
+from .errors import ConfigurationError, StoreUnavailable
+from .locks import FileLock, LockRegistry, RedisLock, StoreLock
+
+log = logging.getLogger(__name__)
+
+_KEY = "session"
+_ALIASES = {"file": "file", "memory": "memory", "ext:redis": "redis", "redis": "redis"}
+
+try:
+    from redis import RedisError as _RedisError
+except ImportError:  # pragma: no cover - redis is an optional extra
+    _RedisError = OSError  # type: ignore[assignment,misc]
+
+_FAULTS: tuple[type[BaseException], ...] = (OSError, _RedisError)
+
+
+class Store:
+    """Reads and writes session records; hands out the per-session lock."""
+
+    def __init__(
+        self,
+        *,
+        type: str = "file",
+        data_dir: str | None = None,
+        url: str | None = None,
+        lock_timeout: float = 5.0,
+        lock_ttl: float = 5.0,
+        **options: Any,
+    ) -> None:
+        backend = _ALIASES.get(type)
+        if backend is None:
+            raise ConfigurationError(
+                f"session type {type!r} is not supported: use 'file', 'ext:redis' or 'memory' "
+                "(Beaker's other backends unpickle what they read)",
+                key="type",
+                value=type,
+            )
+        self.backend = backend
+        self._options: dict[str, Any] = dict(options)
+        self._cls: Callable[..., NamespaceManager]
+        store_lock: Callable[[str], StoreLock] | None = None
+        if backend == "file":
+            if not data_dir:
+                raise ConfigurationError("the file store needs data_dir", key="data_dir")
+            os.makedirs(data_dir, mode=0o700, exist_ok=True)
+            self._options["data_dir"] = data_dir
+            self._cls = FileNamespaceManager
+            store_lock = self._file_lock
+        elif backend == "redis":
+            from .backends.redis import RedisNamespaceManager, client_for
+
+            if not url:
+                raise ConfigurationError("the Redis store needs url", key="url")
+            self._options["url"] = url
+            self._cls = RedisNamespaceManager
+            self._redis = client_for(url, socket_timeout=float(self._options.get("socket_timeout", 5.0)))
+            self._lock_ttl = lock_ttl
+            store_lock = self._redis_lock
+        else:
+            self._cls = MemoryNamespaceManager
+        self.locks = LockRegistry(timeout=lock_timeout, store_lock=store_lock)
+
+    def _manager(self, session_id: str) -> NamespaceManager:
+        if not is_session_id(session_id):  # never build a key or path from junk
+            raise ValueError("not a session id")
+        return self._cls(session_id, **self._options)
+
+    def _file_lock(self, session_id: str) -> StoreLock:
+        manager = self._manager(session_id)
+        assert isinstance(manager, FileNamespaceManager)
+        return FileLock(manager.lock_path())
+
+    def _redis_lock(self, session_id: str) -> StoreLock:
+        return RedisLock(self._redis, f"wsgisession-lock:{session_id}", ttl=self._lock_ttl)
+
+    def _fault(self, exc: BaseException) -> StoreUnavailable:
+        log.error("the %s session store is unavailable: %s", self.backend, exc)
+        return StoreUnavailable(f"the {self.backend} session store is unavailable", backend=self.backend)
+
+    def read(self, session_id: str) -> str | None:
+        """The stored text of a session, or ``None`` if there is none."""
+        try:
+            return str(self._manager(session_id)[_KEY])
+        except KeyError:
+            return None
+        except _FAULTS as exc:
+            raise self._fault(exc) from exc
+
+    def write(self, session_id: str, text: str, *, ttl: int | None = None) -> None:
+        """Store ``text``; ``ttl`` (seconds) lets the backend expire it."""
+        try:
+            self._manager(session_id).set_value(_KEY, text, expiretime=ttl)
+        except _FAULTS as exc:
+            raise self._fault(exc) from exc
+
+    def remove(self, session_id: str) -> None:
+        """Forget a session (no error if it is already gone)."""
+        try:
+            manager = self._manager(session_id)
+            manager.do_remove()
+            if self.backend == "memory":
+                del MemoryNamespaceManager.namespaces[session_id]
+        except KeyError:
+            pass
+        except _FAULTS as exc:
+            raise self._fault(exc) from exc
+
+    def lock(self, session_id: str, *, timeout: float | None = None) -> AbstractContextManager[None]:
+        """Hold the session's lock (in-process and cross-process)."""
+        hold = self.locks.hold(session_id, timeout=timeout)
+        return _Guarded(hold, self)
+
+
+class _Guarded(AbstractContextManager[None]):
+    """Maps store faults raised while taking a store lock to StoreUnavailable."""
+
+    def __init__(self, inner: AbstractContextManager[None], store: Store) -> None:
+        self._inner = inner
+        self._store = store
+
+    def __enter__(self) -> None:
+        try:
+            self._inner.__enter__()
+        except _FAULTS as exc:
+            raise self._store._fault(exc) from exc
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        return self._inner.__exit__(*exc_info)
