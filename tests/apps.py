@@ -1,0 +1,99 @@
+"""A small app for the integration tests: every session operation over HTTP and sockets.
+
+Served as ``use = call:tests.apps:app_factory`` from a generated INI.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from wsgisession import SessionNamespace, SharedSession, WsgiSessionApp, filter_app_factory
+
+
+@Request.application  # type: ignore[arg-type]
+def lab(request: Request) -> Response:
+    session: SharedSession = request.environ["beaker.session"]
+    path = request.path
+    if path == "/set":
+        for key, value in request.args.items():
+            session[key] = value
+    elif path == "/nested":
+        session.setdefault("cart", {"items": []})["items"].append(request.args["item"])
+    elif path == "/incr":
+        with session.atomic():
+            session["n"] = session.get("n", 0) + 1
+    elif path == "/logout":
+        session.delete()
+        return Response("bye")
+    elif path == "/rotate":
+        session.regenerate_id()
+    elif path == "/unjsonable":
+        session["bad"] = {1, 2, 3}
+    elif path != "/get":
+        return Response("not found", status=404)
+    return Response(json.dumps(dict(session)), mimetype="application/json")
+
+
+class Lab(SessionNamespace):
+    """The same operations in a class-based namespace at /lab."""
+
+    def __init__(self) -> None:
+        super().__init__("/lab")
+
+    def on_connect(self, sid: str, session: SharedSession | None, environ: Any, auth: Any) -> None:
+        if session is not None:
+            session["lab_connects"] = session.get("lab_connects", 0) + 1
+
+    def on_get(self, sid: str, session: SharedSession) -> dict[str, Any]:
+        return dict(session)
+
+    def on_set(self, sid: str, session: SharedSession, values: dict[str, Any]) -> dict[str, Any]:
+        session.update(values)
+        return dict(session)
+
+
+def register(app: WsgiSessionApp) -> None:
+    @app.on("get")
+    def get(sid: str, session: SharedSession | None) -> Any:
+        return None if session is None else dict(session)
+
+    @app.on("set")
+    def set_(sid: str, session: SharedSession, values: dict[str, Any]) -> dict[str, Any]:
+        session.update(values)
+        return dict(session)
+
+    @app.on("nested")
+    def nested(sid: str, session: SharedSession, item: str) -> dict[str, Any]:
+        session.setdefault("cart", {"items": []})["items"].append(item)
+        return dict(session)
+
+    @app.on("set_and_save")
+    def set_and_save(sid: str, session: SharedSession, values: dict[str, Any]) -> bool:
+        session.update(values)
+        return session.save()
+
+    @app.on("incr")
+    def incr(sid: str, session: SharedSession) -> int:
+        with session.atomic():
+            session["n"] = session.get("n", 0) + 1
+            return int(session["n"])
+
+    @app.on("unjsonable")
+    def unjsonable(sid: str, session: SharedSession) -> str:
+        session["bad"] = object()
+        try:
+            session.save()
+        except Exception as exc:  # the test checks the error's type and message
+            session.revert()
+            return f"{type(exc).__name__}: {exc}"
+        return "saved"
+
+    app.register_namespace(Lab())
+
+
+def app_factory(global_conf: dict[str, str], **local_conf: str) -> WsgiSessionApp:
+    app = filter_app_factory(lab, global_conf, **local_conf)
+    register(app)
+    return app

@@ -1,0 +1,216 @@
+"""SPEC rules 1-3 and the cookie and id rules, with real servers and real clients."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from tests.servers import Server, connect, cookie_header, gunicorn, refusal, serve, write_ini
+
+TRANSPORTS = ["websocket", "polling", "upgrade"]
+
+
+def new_http(server: Server, **values: str) -> requests.Session:
+    http = requests.Session()
+    http.get(server.url + "/set", params=values or {"who": "ann"}, timeout=10).raise_for_status()
+    return http
+
+
+def get(http: requests.Session, server: Server) -> dict[str, object]:
+    response = http.get(server.url + "/get", timeout=10)
+    response.raise_for_status()
+    return dict(response.json())
+
+
+# -- rule 1: connect ----------------------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rule1_connect_joins_the_http_session(lab_server: Server, transport: str) -> None:
+    http = new_http(lab_server, who="ann")
+    client = connect(lab_server.url, cookie=cookie_header(http), transport=transport)
+    try:
+        assert client.call("get")["who"] == "ann"
+    finally:
+        client.disconnect()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rule1_refused_without_cookie(lab_server: Server, transport: str) -> None:
+    assert refusal(lab_server.url, transport=transport) == "no_cookie"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rule1_refused_with_tampered_signature(lab_server: Server, transport: str) -> None:
+    http = new_http(lab_server)
+    name, value = cookie_header(http).split("=", 1)
+    session_id, signature = value.rsplit(".", 1)
+    forged = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    assert refusal(lab_server.url, cookie=f"{name}={session_id}.{forged}", transport=transport) == "bad_signature"
+
+
+def test_rule1_refused_with_a_forged_unsigned_id(lab_server: Server) -> None:
+    http = new_http(lab_server)
+    name, value = cookie_header(http).split("=", 1)
+    assert refusal(lab_server.url, cookie=f"{name}={value.rsplit('.', 1)[0]}") == "bad_signature"
+
+
+def test_rule1_refused_for_unknown_session(lab_server: Server) -> None:
+    http = new_http(lab_server)
+    cookie = cookie_header(http)
+    http.get(lab_server.url + "/logout", timeout=10)
+    assert refusal(lab_server.url, cookie=cookie) == "unknown_session"
+
+
+def test_rule1_refused_without_origin_when_a_cookie_is_sent(lab_server: Server) -> None:
+    http = new_http(lab_server)
+    assert refusal(lab_server.url, cookie=cookie_header(http), transport="polling", origin=None) == "bad_origin"
+
+
+def test_rule1_refused_from_a_foreign_origin(lab_server: Server) -> None:
+    http = new_http(lab_server)
+    reason = refusal(lab_server.url, cookie=cookie_header(http), transport="polling", origin="http://evil.example")
+    assert reason == "bad_origin"
+
+
+def test_rule1_anonymous_sockets_when_allowed(ini_dir) -> None:  # type: ignore[no-untyped-def]
+    ini = write_ini(ini_dir, use="call:tests.apps:app_factory", **{"wsgisession.allow_anonymous": "true"})
+    with serve(ini) as server:
+        client = connect(server.url)
+        try:
+            assert client.call("get") is None
+        finally:
+            client.disconnect()
+
+
+# -- rule 2: fresh on every event ---------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rule2_http_write_seen_by_next_event(lab_server: Server, transport: str) -> None:
+    http = new_http(lab_server)
+    client = connect(lab_server.url, cookie=cookie_header(http), transport=transport)
+    try:
+        http.get(lab_server.url + "/set", params={"color": "blue"}, timeout=10)
+        assert client.call("get")["color"] == "blue"
+        http.get(lab_server.url + "/set", params={"color": "red"}, timeout=10)
+        assert client.call("get")["color"] == "red"
+    finally:
+        client.disconnect()
+
+
+# -- rule 3: saved when changed -----------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rule3_event_write_seen_by_next_http_request(lab_server: Server, transport: str) -> None:
+    http = new_http(lab_server)
+    client = connect(lab_server.url, cookie=cookie_header(http), transport=transport)
+    try:
+        client.call("set", {"name": "Ann", "feeling": "fine"})
+    finally:
+        client.disconnect()
+    data = get(http, lab_server)
+    assert (data["name"], data["feeling"]) == ("Ann", "fine")
+
+
+def test_rule3_nested_edit_saved(lab_server: Server) -> None:
+    http = new_http(lab_server)
+    http.get(lab_server.url + "/nested", params={"item": "apple"}, timeout=10)
+    client = connect(lab_server.url, cookie=cookie_header(http))
+    try:
+        assert client.call("nested", "pear")["cart"] == {"items": ["apple", "pear"]}
+    finally:
+        client.disconnect()
+    assert get(http, lab_server)["cart"] == {"items": ["apple", "pear"]}
+
+
+def test_rule3_class_based_namespace_shares_the_session(lab_server: Server) -> None:
+    http = new_http(lab_server)
+    client = connect(lab_server.url, cookie=cookie_header(http), namespaces=["/lab"])
+    try:
+        assert client.call("set", {"from_lab": 1}, namespace="/lab")["lab_connects"] == 1
+    finally:
+        client.disconnect()
+    assert get(http, lab_server)["from_lab"] == 1
+
+
+def test_rule3_autosave_off_saves_only_on_explicit_save(ini_dir) -> None:  # type: ignore[no-untyped-def]
+    ini = write_ini(ini_dir, use="call:tests.apps:app_factory", **{"wsgisession.autosave": "false"})
+    with serve(ini) as server:
+        http = requests.Session()
+        # with autosave off, HTTP saves nothing either: the lab's /set relies on it
+        http.get(server.url + "/set", params={"a": "1"}, timeout=10)
+        assert "Set-Cookie" not in http.get(server.url + "/get", timeout=10).headers
+        ini2 = write_ini(ini_dir, name="on.ini", use="call:tests.apps:app_factory")
+    with serve(ini2) as on, serve(ini) as off:
+        http = requests.Session()
+        http.get(on.url + "/set", params={"a": "1"}, timeout=10)
+        cookie = cookie_header(http)
+        client = connect(off.url, cookie=cookie)
+        try:
+            client.call("set", {"lost": True})
+            assert client.call("set_and_save", {"kept": True}) is True
+        finally:
+            client.disconnect()
+        data = get(http, on)
+        assert data["kept"] is True and "lost" not in data
+
+
+def test_rule3_value_json_cannot_hold_fails_clearly_and_keeps_old_data(lab_server: Server) -> None:
+    http = new_http(lab_server, keep="me")
+    client = connect(lab_server.url, cookie=cookie_header(http))
+    try:
+        message = client.call("unjsonable")
+    finally:
+        client.disconnect()
+    assert message.startswith("SessionValueError") and "'bad'" in message
+    assert get(http, lab_server)["keep"] == "me"
+    response = http.get(lab_server.url + "/unjsonable", timeout=10)
+    assert response.status_code == 500
+    assert get(http, lab_server) == {"keep": "me"}
+
+
+# -- cookies and ids ----------------------------------------------------
+def test_malformed_unrelated_cookie_keeps_the_session(lab_server: Server) -> None:
+    http = new_http(lab_server, who="ann")
+    cookie = "a=b c; " + cookie_header(http) + '; broken="x'
+    response = requests.get(lab_server.url + "/get", headers={"Cookie": cookie}, timeout=10)
+    assert response.json()["who"] == "ann"
+    client = connect(lab_server.url, cookie=cookie)
+    try:
+        assert client.call("get")["who"] == "ann"
+    finally:
+        client.disconnect()
+
+
+def test_forged_unsigned_id_is_not_adopted_over_http(lab_server: Server) -> None:
+    forged = "A" * 43
+    response = requests.get(lab_server.url + "/set", params={"x": "1"},
+                            headers={"Cookie": f"beaker.session.id={forged}"}, timeout=10)
+    issued = response.cookies.get("beaker.session.id")
+    assert issued and not issued.startswith(forged)
+    assert json.loads(response.text) == {"x": "1"}
+
+
+def test_cookie_attributes(lab_server: Server) -> None:
+    response = requests.get(lab_server.url + "/set", params={"x": "1"}, timeout=10)
+    header = response.headers["Set-Cookie"]
+    assert "HttpOnly" in header and "SameSite=Lax" in header and "Path=/" in header
+    assert "Cookie" in response.headers["Vary"]
+
+
+def test_app_refuses_to_start_without_a_secret(ini_dir) -> None:  # type: ignore[no-untyped-def]
+    ini = write_ini(ini_dir, **{"beaker.session.secret": None})
+    with pytest.raises(RuntimeError, match="a secret is required"):
+        with serve(ini):
+            pass
+
+
+# -- gunicorn -----------------------------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_gunicorn_worker_shares_the_session(ini_dir, transport: str) -> None:  # type: ignore[no-untyped-def]
+    with gunicorn(write_ini(ini_dir, use="call:tests.apps:app_factory")) as server:
+        http = new_http(server, who="gun")
+        client = connect(server.url, cookie=cookie_header(http), transport=transport)
+        try:
+            assert client.call("get")["who"] == "gun"
+            client.call("set", {"via": transport})
+        finally:
+            client.disconnect()
+        assert get(http, server)["via"] == transport

@@ -1,0 +1,218 @@
+"""Real servers and clients for the tests: started on free ports of 127.0.0.1.
+
+Every helper here starts a real process (``wsgisession serve``, gunicorn with
+our gevent websocket worker, ``redis-server``) and stops it when done.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import requests
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, *, timeout: float = 15.0, process: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited early with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def write_ini(directory: Path, *, use: str = "egg:wsgisession#counter", name: str = "app.ini", **settings: Any) -> Path:
+    """An INI file for one app: ``settings`` keys use dots as in the INI."""
+    values = {
+        "beaker.session.secret": SECRET,
+        "beaker.session.type": "file",
+        "beaker.session.data_dir": str(directory / "sessions"),
+    }
+    values.update({k: None if v is None else str(v) for k, v in settings.items()})
+    lines = ["[app:main]", f"use = {use}"] + [f"{k} = {v}" for k, v in values.items() if v is not None]
+    path = directory / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class Server:
+    """A running server process."""
+
+    process: subprocess.Popen[Any]
+    port: int
+    log: Path
+    ports: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("PYTHONWARNINGS", None)
+    return env
+
+
+@contextlib.contextmanager
+def serve(ini: Path, *, extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
+    """``wsgisession serve INI --port 0``; the port is read from its log."""
+    log = ini.with_suffix(f".{time.monotonic_ns()}.log")
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(BIN / "wsgisession"), "serve", str(ini), "--port", "0", *extra_args],
+            stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT,
+        )
+    server = Server(process=process, port=0, log=log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            match = re.search(r"on http://127\.0\.0\.1:(\d+)/", server.output())
+            if match:
+                server.port = int(match.group(1))
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("wsgisession serve did not start:\n" + server.output())
+            time.sleep(0.05)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def gunicorn(ini: Path, *, workers: int = 1, extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
+    """gunicorn with our gevent websocket worker, ``--paste INI``."""
+    port = free_port()
+    log = ini.with_suffix(f".gunicorn.{time.monotonic_ns()}.log")
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                str(BIN / "gunicorn"), "--paste", str(ini), "-c", str(ROOT / "conf" / "gunicorn.conf.py"),
+                "-b", f"127.0.0.1:{port}", "-w", str(workers), "--no-control-socket", *extra_args,
+            ],
+            stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT,
+        )
+    server = Server(process=process, port=port, log=log)
+    try:
+        wait_for_port(port, timeout=30, process=process)
+        deadline = time.monotonic() + 30
+        while server.output().count("Booting worker") < workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """A private redis-server on a free port; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process=process)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# -- clients ------------------------------------------------------------
+def login(base: str, user: str = "ann") -> requests.Session:
+    """An HTTP client logged in to the counter example."""
+    http = requests.Session()
+    response = http.get(base + "/login", params={"user": user}, timeout=10)
+    response.raise_for_status()
+    return http
+
+
+def cookie_header(http: requests.Session) -> str:
+    return "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+
+
+TRANSPORTS = {
+    "websocket": ["websocket"],
+    "polling": ["polling"],
+    "upgrade": ["polling", "websocket"],
+}
+
+
+def connect(base: str, *, cookie: str | None = None, transport: str = "websocket",
+            origin: str | None = "same", namespaces: list[str] | None = None,
+            extra_headers: dict[str, str] | None = None) -> socketio.Client:
+    """A python-socketio client; raises ConnectionError with the refusal's reason."""
+    headers: dict[str, str] = dict(extra_headers or {})
+    if cookie is not None:
+        headers["Cookie"] = cookie
+    if origin == "same":
+        origin = base
+    if origin is not None and TRANSPORTS[transport][0] == "polling":
+        headers["Origin"] = origin  # websocket-client sends the URL's origin by itself
+    client = socketio.Client(reconnection=False)
+    client.refusals = []  # type: ignore[attr-defined]
+    for namespace in namespaces or ["/"]:
+        client.on("connect_error", client.refusals.append, namespace=namespace)  # type: ignore[attr-defined]
+    try:
+        client.connect(base, headers=headers, transports=TRANSPORTS[transport], namespaces=namespaces,
+                       wait_timeout=10)
+    except socketio.exceptions.ConnectionError as exc:
+        exc.refusals = client.refusals  # type: ignore[attr-defined]
+        raise
+    return client
+
+
+def refusal(base: str, **kwargs: Any) -> str:
+    """The ``connect_error`` reason a refused client receives."""
+    try:
+        client = connect(base, **kwargs)
+    except socketio.exceptions.ConnectionError as exc:
+        refusals = getattr(exc, "refusals", [])
+        if refusals and isinstance(refusals[0], dict):
+            return str(refusals[0].get("message"))
+        raise
+    client.disconnect()
+    raise AssertionError("the connection was accepted")
