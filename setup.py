@@ -34,6 +34,7 @@ setup(
             "requests>=2.31",
             "mypy>=1.10",
             "types-redis",
+            "types-gevent",
             "playwright>=1.40",
         ],
     },

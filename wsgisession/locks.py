@@ -103,10 +103,10 @@ class FileLock:
 class RedisLock:
     """A Redis lock with a short TTL, renewed by a greenlet while it is held."""
 
-    def __init__(self, client: redis.Redis, name: str, *, ttl: float) -> None:
+    def __init__(self, client: redis.Redis[bytes], name: str, *, ttl: float) -> None:
         self._lock: redis.lock.Lock = client.lock(name, timeout=ttl, thread_local=False)
         self._ttl = ttl
-        self._renewer: gevent.Greenlet | None = None
+        self._renewer: gevent.Greenlet[[], None] | None = None
 
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -29,8 +29,8 @@ def own_origins(environ: WSGIEnvironment) -> set[str]:
     if host:
         origins.add(f"{environ.get('wsgi.url_scheme', 'http')}://{host}")
         if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
-            scheme = environ.get("HTTP_X_FORWARDED_PROTO", environ.get("wsgi.url_scheme", "http"))
-            fwd_host = environ.get("HTTP_X_FORWARDED_HOST", host)
+            scheme = str(environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme", "http"))
+            fwd_host = str(environ.get("HTTP_X_FORWARDED_HOST") or host)
             origins.add(f"{scheme.split(',')[0].strip()}://{fwd_host.split(',')[0].strip()}")
     return origins
 

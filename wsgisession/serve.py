@@ -75,10 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"wsgisession: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
         return 2
-    host, port = server.address[:2]
+    host, port = server.address[0], server.address[1]
     log.info("serving %s on http://%s:%s/", args.config, host, port)
 
-    def stop() -> None:
+    def stop(*_: object) -> None:
         log.info("stopping: letting in-flight requests finish (up to %ss)", args.stop_timeout)
         server.stop(timeout=args.stop_timeout)
 

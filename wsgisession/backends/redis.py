@@ -10,10 +10,10 @@ from typing import Any
 import redis
 from beaker.container import NamespaceManager
 
-_clients: dict[tuple[str, float], redis.Redis] = {}
+_clients: dict[tuple[str, float], redis.Redis[bytes]] = {}
 
 
-def client_for(url: str, *, socket_timeout: float = 5.0) -> redis.Redis:
+def client_for(url: str, *, socket_timeout: float = 5.0) -> redis.Redis[bytes]:
     """One shared connection pool per URL and timeout."""
     client = _clients.get((url, socket_timeout))
     if client is None:
@@ -29,7 +29,7 @@ class RedisNamespaceManager(NamespaceManager):  # type: ignore[misc]
     def __init__(
         self,
         namespace: str,
-        url: str | redis.Redis = "redis://127.0.0.1:6379/0",
+        url: str | redis.Redis[bytes] = "redis://127.0.0.1:6379/0",
         prefix: str = "wsgisession:",
         socket_timeout: float = 5.0,
         **_: Any,
