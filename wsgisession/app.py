@@ -116,6 +116,7 @@ def make_app(
     autosave: bool = True,
     lock_timeout: float = 5.0,
     lock_ttl: float = 5.0,
+    locking: bool = True,
     allow_anonymous: bool = False,
     allowed_origins: Sequence[str] | None = None,
     allow_missing_origin: bool = False,
@@ -139,7 +140,8 @@ def make_app(
     )
     if type == "file" and not data_dir:
         data_dir = os.path.join(os.getcwd(), "data", "sessions")
-    store = Store(type=type, data_dir=data_dir, url=url, lock_timeout=lock_timeout, lock_ttl=lock_ttl)
+    store = Store(type=type, data_dir=data_dir, url=url, lock_timeout=lock_timeout, lock_ttl=lock_ttl,
+                  locking=locking)
     manager = SessionManager(
         store=store,
         cookie=cookie,

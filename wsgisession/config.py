@@ -82,6 +82,7 @@ OURS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "autosave": ("autosave", as_bool),
     "lock_timeout": ("lock_timeout", float),
     "lock_ttl": ("lock_ttl", float),
+    "locking": ("locking", as_bool),
     "allow_anonymous": ("allow_anonymous", as_bool),
     "allowed_origins": ("allowed_origins", as_list),
     "allow_missing_origin": ("allow_missing_origin", as_bool),
