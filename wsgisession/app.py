@@ -46,8 +46,10 @@ class WsgiSessionApp:
     """The composed WSGI callable: ``/socket.io/`` to Socket.IO, the rest to the app."""
 
     def __init__(self, app: WSGIApplication, *, manager: SessionManager, sockets: SessionSockets,
-                 socketio_path: str = "socket.io") -> None:
+                 socketio_path: str = "socket.io", max_message_size: int | None = 1_000_000) -> None:
         self.app = app
+        #: the largest websocket frame or polling body accepted (read by our server handler)
+        self.max_message_size = max_message_size
         self.manager = manager
         self.sockets = sockets
         self.sio = sockets.sio
@@ -122,7 +124,7 @@ def make_app(
     allow_missing_origin: bool = False,
     socketio_path: str = "socket.io",
     handlers: Sequence[str | Any] = (),
-    max_message_size: int | None = None,
+    max_message_size: int | None = 1_000_000,
     sweep_interval: float | None = None,
     socketio_options: dict[str, Any] | None = None,
     clock: Callable[[], float] = time.time,
@@ -164,7 +166,8 @@ def make_app(
         allow_anonymous=allow_anonymous,
         **options,
     )
-    composed = WsgiSessionApp(app or _not_found, manager=manager, sockets=sockets, socketio_path=socketio_path)
+    composed = WsgiSessionApp(app or _not_found, manager=manager, sockets=sockets, socketio_path=socketio_path,
+                              max_message_size=max_message_size)
     install_handlers(composed, handlers)
     return composed
 
