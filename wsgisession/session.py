@@ -75,13 +75,14 @@ class SharedSession(MutableMapping[str, Any]):
         self._base = self._manager.decode(text).data
         self.created = record.created
         self.last_accessed = record.accessed
-        self.touch_due = self._manager.clock() - record.accessed >= self._manager.touch_interval
+        manager = self._manager
+        self.touch_due = bool(manager.timeout) and manager.clock() - record.accessed >= manager.touch_interval
         self._loaded = True
         self._pending_load = False
 
     def _ensure(self) -> dict[str, Any]:
+        self.accessed_now = True
         if self._pending_load:
-            self.accessed_now = True
             try:
                 self.load()
             except SessionExpired:
@@ -200,7 +201,7 @@ class SharedSession(MutableMapping[str, Any]):
 
     def accessed(self) -> bool:
         """Whether this request or event used the session."""
-        return self.accessed_now or not self._pending_load
+        return self.accessed_now
 
     @contextmanager
     def atomic(self) -> Iterator[SharedSession]:
@@ -247,6 +248,7 @@ class SharedSession(MutableMapping[str, Any]):
     # -- ending ----------------------------------------------------------
     def delete(self) -> None:
         """Remove the session from the store; its sockets end (reason ``logout``)."""
+        self.accessed_now = True
         if self.ended:
             return
         if not self.is_new:

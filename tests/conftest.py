@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from wsgisession.cookies import SessionCookie
+from wsgisession.manager import SessionManager
+from wsgisession.store import Store
+
+SECRET = "unit-test-secret-0123456789-abcdefghijklmnop"
+
+
+class Clock:
+    """A controllable clock for expiry tests."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["memory", "file"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_manager(tmp_path: Path, clock: Clock) -> Callable[..., SessionManager]:
+    def make(type: str = "memory", *, store_options: dict[str, Any] | None = None, **options: Any) -> SessionManager:
+        store = Store(type=type, data_dir=str(tmp_path / "sessions"), **(store_options or {}))
+        cookie = SessionCookie(secret=options.pop("secret", SECRET), **options.pop("cookie", {}))
+        return SessionManager(store=store, cookie=cookie, clock=clock, **options)
+
+    return make
+
+
+@pytest.fixture
+def manager(make_manager: Callable[..., SessionManager], backend: str) -> SessionManager:
+    return make_manager(backend)

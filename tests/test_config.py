@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+
+from wsgisession.config import from_settings
+from wsgisession.errors import ConfigurationError
+
+
+def test_beaker_ours_and_socketio_keys_are_typed() -> None:
+    kwargs = from_settings({
+        "beaker.session.secret": "s" * 40,
+        "beaker.session.type": "ext:redis",
+        "beaker.session.url": "redis://127.0.0.1:6379/0",
+        "beaker.session.secure": "true",
+        "beaker.session.httponly": "yes",
+        "beaker.session.samesite": "strict",
+        "beaker.session.timeout": "3600",
+        "beaker.session.cookie_expires": "true",
+        "wsgisession.absolute_timeout": "86400",
+        "wsgisession.lock_timeout": "2.5",
+        "wsgisession.allow_anonymous": "off",
+        "wsgisession.allowed_origins": "https://a.example, https://b.example",
+        "wsgisession.handlers": "pkg.mod:register\n    pkg.other:Chat",
+        "socketio.ping_interval": "10",
+        "socketio.async_handlers": "false",
+        "socketio.message_queue": "redis://127.0.0.1:6379/1",
+        "unrelated.key": "ignored",
+    })
+    assert kwargs == {
+        "secret": "s" * 40,
+        "type": "ext:redis",
+        "url": "redis://127.0.0.1:6379/0",
+        "secure": True,
+        "httponly": True,
+        "samesite": "Strict",
+        "timeout": 3600,
+        "cookie_max_age": None,
+        "absolute_timeout": 86400,
+        "lock_timeout": 2.5,
+        "allow_anonymous": False,
+        "allowed_origins": ["https://a.example", "https://b.example"],
+        "handlers": ["pkg.mod:register", "pkg.other:Chat"],
+        "socketio_options": {
+            "ping_interval": 10.0,
+            "async_handlers": False,
+            "message_queue": "redis://127.0.0.1:6379/1",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("beaker.session.timeout", "soon"),
+        ("beaker.session.secure", "maybe"),
+        ("beaker.session.samesite", "sometimes"),
+        ("wsgisession.lock_timeout", "fast"),
+        ("socketio.ping_interval", "often"),
+    ],
+)
+def test_bad_values_name_the_key_and_value(key: str, value: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        from_settings({key: value})
+    assert info.value.key == key and info.value.value == value
+    assert key in str(info.value) and repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["wsgisession.colour", "socketio.pingInterval", "beaker.session.data_serializer"])
+def test_unknown_keys_under_our_prefixes_are_errors(key: str) -> None:
+    with pytest.raises(ConfigurationError, match=key.replace(".", r"\.")):
+        from_settings({key: "x"})
+
+
+def test_env_values_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SESSION_SECRET", "from-the-environment")
+    assert from_settings({"beaker.session.secret": "env:TEST_SESSION_SECRET"}) == {"secret": "from-the-environment"}
+    monkeypatch.delenv("TEST_SESSION_SECRET")
+    with pytest.raises(ConfigurationError, match="TEST_SESSION_SECRET is not set"):
+        from_settings({"beaker.session.secret": "env:TEST_SESSION_SECRET"})

@@ -1,0 +1,246 @@
+"""SharedSession: Beaker's API, merged saves (rule 4), atomic() (rule 5), endings (rules 7-9)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gevent
+import pytest
+
+from tests.conftest import Clock
+from wsgisession.errors import LockTimeout, SessionEnded, SessionExpired, SessionValueError, UnknownSession
+from wsgisession.manager import SessionManager
+from wsgisession.session import SharedSession
+
+
+def stored(manager: SessionManager, session_id: str) -> dict[str, Any] | None:
+    text = manager.store.read(session_id)
+    return None if text is None else dict(json.loads(text)["data"])
+
+
+def saved_session(manager: SessionManager, **values: Any) -> SharedSession:
+    session = manager.new()
+    session.update(values)
+    assert session.save()
+    return session
+
+
+def test_new_session_is_stored_on_first_save(manager: SessionManager) -> None:
+    session = manager.new()
+    assert session.is_new and manager.store.read(session.id) is None
+    session["a"] = 1
+    assert session.save() and not session.is_new
+    assert stored(manager, session.id) == {"a": 1}
+
+
+def test_beaker_mapping_api(manager: SessionManager) -> None:
+    session = saved_session(manager, a=1, b=2)
+    assert session.get("a") == 1 and "b" in session and len(session) == 2 and sorted(session) == ["a", "b"]
+    assert session.setdefault("c", 3) == 3 and session.pop("b") == 2
+    session.persist()
+    assert stored(manager, session.id) == {"a": 1, "c": 3}
+
+
+def test_rule4_read_only_use_writes_nothing(manager: SessionManager) -> None:
+    session = saved_session(manager, a=1)
+    before = manager.store.read(session.id)
+    reader = manager.open(session.id)
+    assert reader["a"] == 1
+    assert reader.save() is False
+    assert manager.store.read(session.id) == before
+
+
+def test_rule4_writers_of_different_keys_lose_nothing(manager: SessionManager) -> None:
+    session = saved_session(manager, a=0)
+    first, second = manager.open(session.id), manager.open(session.id)
+    first["x"] = 1
+    second["y"] = 2
+    del second["a"]
+    first.save()
+    second.save()
+    assert stored(manager, session.id) == {"x": 1, "y": 2}
+    assert dict(second) == {"x": 1, "y": 2}  # a save also brings the latest state
+
+
+def test_rule4_a_stale_read_only_copy_does_not_undo_a_write(manager: SessionManager) -> None:
+    session = saved_session(manager, n=1)
+    stale = manager.open(session.id)
+    writer = manager.open(session.id)
+    writer["n"] = 2
+    writer.save()
+    assert stale["n"] == 1
+    stale.save()
+    assert stored(manager, session.id) == {"n": 2}
+
+
+def test_rule3_nested_in_place_edits_are_saved(manager: SessionManager) -> None:
+    session = saved_session(manager, cart={"items": ["apple"]})
+    other = manager.open(session.id)
+    other["cart"]["items"].append("pear")
+    assert other.changes() == ({"cart": {"items": ["apple", "pear"]}}, [])
+    other.save()
+    assert stored(manager, session.id) == {"cart": {"items": ["apple", "pear"]}}
+
+
+def test_a_change_of_type_counts_as_a_change(manager: SessionManager) -> None:
+    session = saved_session(manager, flag=1)
+    session["flag"] = True
+    assert session.dirty
+    session.save()
+    assert stored(manager, session.id) == {"flag": True}
+
+
+def test_rule5_atomic_increments_never_lose_an_update(manager: SessionManager) -> None:
+    session = saved_session(manager, n=0)
+
+    def incr() -> None:
+        mine = manager.open(session.id)
+        with mine.atomic():
+            value = mine["n"]
+            gevent.sleep(0.001)  # a forced yield between load and save
+            mine["n"] = value + 1
+
+    gevent.joinall([gevent.spawn(incr) for _ in range(50)], raise_error=True)
+    assert stored(manager, session.id) == {"n": 50}
+
+
+def test_rule5_atomic_keeps_unsaved_changes_and_rolls_back_on_error(manager: SessionManager) -> None:
+    session = saved_session(manager, n=0)
+    session["pending"] = "yes"
+    with pytest.raises(RuntimeError):
+        with session.atomic():
+            session["n"] = 99
+            raise RuntimeError("boom")
+    assert session["n"] == 0 and session["pending"] == "yes"
+    with session.atomic():
+        session["n"] += 1
+        with session.atomic():  # reentrant
+            session["n"] += 1
+    assert stored(manager, session.id) == {"n": 2, "pending": "yes"}
+
+
+def test_rule6_lock_wait_is_bounded(make_manager: Any) -> None:
+    manager = make_manager("memory", store_options={"lock_timeout": 0.05})
+    session = saved_session(manager, n=0)
+    holder_in = gevent.event.Event()
+
+    def hold() -> None:
+        with manager.store.lock(session.id):
+            holder_in.set()
+            gevent.sleep(0.3)
+
+    holder = gevent.spawn(hold)
+    holder_in.wait()
+    with pytest.raises(LockTimeout) as info:
+        with manager.open(session.id).atomic():
+            pass
+    assert info.value.timeout == pytest.approx(0.05)
+    holder.join()
+
+
+def test_value_json_cannot_hold_fails_at_save_and_keeps_old_data(manager: SessionManager) -> None:
+    session = saved_session(manager, keep="me")
+    session["bad"] = {1, 2}
+    with pytest.raises(SessionValueError) as info:
+        session.save()
+    assert info.value.key == "bad" and "JSON" in str(info.value)
+    assert stored(manager, session.id) == {"keep": "me"}
+    session["nan"] = float("nan")
+    del session["bad"]
+    with pytest.raises(SessionValueError):
+        session.save()
+
+
+def test_rule7_delete_ends_the_session_and_a_stale_save_raises(manager: SessionManager) -> None:
+    session = saved_session(manager, a=1)
+    stale = manager.open(session.id)
+    session.delete()
+    assert manager.store.read(session.id) is None
+    stale["a"] = 2
+    with pytest.raises(SessionEnded):
+        stale.save()
+    assert manager.store.read(session.id) is None
+    with pytest.raises(SessionEnded):
+        session.save()
+
+
+def test_invalidate_gives_a_new_empty_session_and_kills_the_old_id(manager: SessionManager) -> None:
+    session = saved_session(manager, a=1)
+    old_id = session.id
+    session.invalidate()
+    assert session.id != old_id and session.is_new and dict(session) == {}
+    with pytest.raises(UnknownSession):
+        manager.open(old_id)
+    session["b"] = 2
+    session.save()
+    assert stored(manager, session.id) == {"b": 2}
+
+
+def test_rule8_regenerate_id_moves_the_data_and_kills_the_old_id(manager: SessionManager) -> None:
+    events: list[tuple[str, str, str]] = []
+
+    class Listener:
+        def session_ended(self, session_id: str, reason: str) -> None:
+            events.append(("ended", session_id, reason))
+
+        def session_rotated(self, old_id: str, new_id: str) -> None:
+            events.append(("rotated", old_id, new_id))
+
+    manager.listeners.append(Listener())
+    session = saved_session(manager, a=1)
+    old_id = session.id
+    session["b"] = 2
+    session.regenerate_id()
+    assert session.id != old_id and stored(manager, session.id) == {"a": 1, "b": 2}
+    assert manager.store.read(old_id) is None
+    assert events == [("rotated", old_id, session.id)]
+    session.delete()
+    assert events[-1] == ("ended", session.id, "logout")
+
+
+def test_rule9_idle_timeout_expires_and_touch_slides_it(make_manager: Any, clock: Clock) -> None:
+    manager = make_manager("memory", timeout=100, touch_interval=10)
+    session = saved_session(manager, a=1)
+    clock.advance(50)
+    assert manager.open(session.id).touch() is True  # due: slides the idle timeout
+    assert manager.open(session.id).touch() is False  # at most once per interval
+    clock.advance(80)
+    assert manager.open(session.id)["a"] == 1
+    clock.advance(101)
+    with pytest.raises(SessionExpired):
+        manager.open(session.id)
+    assert manager.store.read(session.id) is None
+
+
+def test_rule9_absolute_timeout_is_never_extended(make_manager: Any, clock: Clock) -> None:
+    manager = make_manager("memory", timeout=100, absolute_timeout=150, touch_interval=1)
+    session = saved_session(manager, a=1)
+    for _ in range(3):
+        clock.advance(45)
+        touched = manager.open(session.id)
+        touched["seen"] = clock.now
+        touched.save()
+    clock.advance(20)
+    with pytest.raises(SessionExpired):
+        manager.open(session.id)
+
+
+def test_lazy_session_with_expired_id_starts_over_with_a_new_id(make_manager: Any, clock: Clock) -> None:
+    manager = make_manager("memory", timeout=10)
+    session = saved_session(manager, a=1)
+    clock.advance(11)
+    lazy = SharedSession(manager, session.id, is_new=False)
+    assert dict(lazy) == {} and lazy.id != session.id and lazy.is_new
+
+
+def test_strict_session_raises_instead_of_starting_over(manager: SessionManager) -> None:
+    session = saved_session(manager, a=1)
+    strict = SharedSession(manager, session.id, is_new=False, strict=True)
+    session.delete()
+    with pytest.raises(SessionEnded):
+        strict.get("a")
+
+
+def test_repr_never_shows_the_raw_id(manager: SessionManager) -> None:
+    session = saved_session(manager, a=1)
+    assert session.id not in repr(session)
