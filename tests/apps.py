@@ -5,6 +5,7 @@ Served as ``use = call:tests.apps:app_factory`` from a generated INI.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -31,6 +32,12 @@ def lab(request: Request) -> Response:
         session.regenerate_id()
     elif path == "/unjsonable":
         session["bad"] = {1, 2, 3}
+    elif path == "/emit":
+        request.environ["wsgisession.app"].emit_to_session(session.id, "note", request.args["msg"])
+    elif path == "/kick":
+        request.environ["wsgisession.app"].disconnect_session(session.id, reason="kicked")
+    elif path == "/sockets":
+        return Response(json.dumps(request.environ["wsgisession.app"].sockets_of(session.id)))
     elif path != "/get":
         return Response("not found", status=404)
     return Response(json.dumps(dict(session)), mimetype="application/json")
@@ -79,6 +86,14 @@ def register(app: WsgiSessionApp) -> None:
         with session.atomic():
             session["n"] = session.get("n", 0) + 1
             return int(session["n"])
+
+    @app.on("whoami_pid")
+    def whoami_pid(sid: str, session: SharedSession | None) -> int:
+        return os.getpid()
+
+    @app.on("echo")
+    def echo(sid: str, session: SharedSession | None, payload: Any = None) -> Any:
+        return payload
 
     @app.on("unjsonable")
     def unjsonable(sid: str, session: SharedSession) -> str:

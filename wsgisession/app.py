@@ -32,6 +32,7 @@ from werkzeug.exceptions import NotFound
 from .config import from_settings
 from .cookies import SameSite, SessionCookie
 from .errors import ConfigurationError
+from .fanout import LifecycleRedisManager
 from .manager import SessionManager
 from .middleware import SessionMiddleware
 from .origins import CorsHeaders, OriginPolicy
@@ -65,6 +66,7 @@ class WsgiSessionApp:
         self.sockets_of = sockets.sockets_of
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ["wsgisession.app"] = self  # views reach emit_to_session() and friends here
         return self.wsgi(environ, start_response)
 
 
@@ -125,7 +127,7 @@ def make_app(
     socketio_path: str = "socket.io",
     handlers: Sequence[str | Any] = (),
     max_message_size: int | None = 1_000_000,
-    sweep_interval: float | None = None,
+    sweep_interval: float | None = 30.0,
     socketio_options: dict[str, Any] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> WsgiSessionApp:
@@ -157,13 +159,14 @@ def make_app(
     queue = options.pop("message_queue", None)
     channel = options.pop("channel", "socketio")
     if queue:
-        options["client_manager"] = socketio.RedisManager(queue, channel=channel)
+        options["client_manager"] = LifecycleRedisManager(queue, channel=channel)
     if max_message_size is not None:
         options.setdefault("max_http_buffer_size", max_message_size)
     sockets = SessionSockets(
         manager=manager,
         origins=OriginPolicy(allowed_origins=allowed_origins, allow_missing_origin=allow_missing_origin),
         allow_anonymous=allow_anonymous,
+        sweep_interval=sweep_interval,
         **options,
     )
     composed = WsgiSessionApp(app or _not_found, manager=manager, sockets=sockets, socketio_path=socketio_path,

@@ -23,9 +23,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
+import gevent
 import socketio
 
-from .errors import SessionEnded, SessionExpired, SessionRefused, StoreUnavailable, UnknownSession
+from .errors import SessionEnded, SessionRefused, StoreUnavailable, WsgiSessionError
+from .fanout import LifecycleRedisManager, publish
 from .manager import SessionManager
 from .origins import OriginPolicy
 from .session import SharedSession
@@ -50,6 +52,7 @@ class SessionSockets:
         server: socketio.Server | None = None,
         origins: OriginPolicy | None = None,
         allow_anonymous: bool = False,
+        sweep_interval: float | None = 30.0,
         **socketio_options: Any,
     ) -> None:
         self.manager = manager
@@ -60,6 +63,10 @@ class SessionSockets:
         self._bindings: dict[str, tuple[str, str]] = {}  # sid -> (namespace, session id)
         self._handlers: dict[str, dict[str, Handler]] = {}
         self._last_touch: dict[str, float] = {}
+        self.sweep_interval = sweep_interval
+        self._sweeper: gevent.Greenlet[[], None] | None = None
+        if isinstance(self.sio.manager, LifecycleRedisManager):
+            self.sio.manager.receiver = self._receive
         manager.listeners.append(self)
 
     # -- registration ----------------------------------------------------
@@ -113,6 +120,7 @@ class SessionSockets:
         if session is not None:
             self._bindings[sid] = (namespace, session.id)
             self.sio.enter_room(sid, self.room(session.id), namespace=namespace)
+            self._start_sweeper()
         if handler is None:
             return None
         try:
@@ -198,30 +206,71 @@ class SessionSockets:
         self.sio.emit(event, data, room=self.room(session_id), namespace=namespace)
 
     def disconnect_session(self, session_id: str, *, reason: str = "disconnected") -> None:
-        """Send ``session_ended`` to every socket of a session and disconnect them."""
-        for namespace in list(self._handlers):
-            room = self.room(session_id)
-            self.sio.emit("session_ended", {"reason": reason}, room=room, namespace=namespace)
-            for sid in self.sockets_of(session_id, namespace=namespace):
-                self._bindings.pop(sid, None)
-                self.sio.disconnect(sid, namespace=namespace)
-        self._last_touch.pop(session_id, None)
+        """Send ``session_ended`` to every socket of a session, in every process, and disconnect them."""
+        publish(self.sio, "ended", {"room": self.room(session_id), "reason": reason}, self._receive)
 
     def _end_socket(self, namespace: str, sid: str, reason: str) -> None:
         self._bindings.pop(sid, None)
-        self.sio.emit("session_ended", {"reason": reason}, to=sid, namespace=namespace)
-        self.sio.disconnect(sid, namespace=namespace)
+        self.sio.emit("session_ended", {"reason": reason}, to=sid, namespace=namespace, ignore_queue=True)
+        self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
+
+    def _receive(self, event: str, payload: dict[str, Any]) -> None:
+        """A lifecycle message from any process (this one included)."""
+        if event == "ended":
+            room, reason = str(payload["room"]), str(payload["reason"])
+            for namespace in list(self._handlers):
+                for sid, _ in list(self.sio.manager.get_participants(namespace, room)):
+                    self._end_socket(namespace, sid, reason)
+        elif event == "rotated":
+            old_id, new_id = str(payload["old"]), str(payload["new"])
+            for sid, (namespace, bound) in list(self._bindings.items()):
+                if bound == old_id:
+                    self._bindings[sid] = (namespace, new_id)
+                    self.sio.leave_room(sid, self.room(old_id), namespace=namespace)
+                    self.sio.enter_room(sid, self.room(new_id), namespace=namespace)
 
     # -- manager listener ------------------------------------------------
     def session_ended(self, session_id: str, reason: str) -> None:
+        self._last_touch.pop(session_id, None)
         self.disconnect_session(session_id, reason=reason)
 
     def session_rotated(self, old_id: str, new_id: str) -> None:
-        for sid, (namespace, bound) in list(self._bindings.items()):
-            if bound == old_id:
-                self._bindings[sid] = (namespace, new_id)
-                self.sio.leave_room(sid, self.room(old_id), namespace=namespace)
-                self.sio.enter_room(sid, self.room(new_id), namespace=namespace)
+        self._last_touch.pop(old_id, None)
+        publish(self.sio, "rotated", {"old": old_id, "new": new_id}, self._receive)
+
+    # -- expiry sweep ----------------------------------------------------
+    def _start_sweeper(self) -> None:
+        if self.sweep_interval and (self._sweeper is None or self._sweeper.dead):
+            self._sweeper = gevent.spawn(self._sweep_forever)
+
+    def stop(self) -> None:
+        """Stop the periodic sweep (it restarts with the next connection)."""
+        if self._sweeper is not None:
+            self._sweeper.kill()
+            self._sweeper = None
+
+    def _sweep_forever(self) -> None:
+        assert self.sweep_interval
+        while self._bindings:
+            gevent.sleep(self.sweep_interval)
+            try:
+                self.sweep()
+            except WsgiSessionError as exc:  # the store is down: try again next time
+                log.warning("session sweep skipped: %s", exc)
+
+    def sweep(self) -> int:
+        """End the sockets of this process whose session expired or vanished; returns how many sessions."""
+        ended = 0
+        for session_id in {bound for _, bound in list(self._bindings.values())}:
+            if self.manager.read(session_id) is not None:
+                continue
+            reason = "expired" if self.manager.store.read(session_id) is not None else "logout"
+            if reason == "expired":
+                self.manager.end(session_id, reason="expired")  # tells every process
+            else:
+                self._receive("ended", {"room": self.room(session_id), "reason": reason})
+            ended += 1
+        return ended
 
 
 class SessionNamespace(socketio.Namespace):  # type: ignore[misc]
