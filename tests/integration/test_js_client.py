@@ -1,0 +1,274 @@
+"""SPEC rules 1, 2, 3 and 7 with the official JavaScript socket.io client (node).
+
+The cookie comes from HTTP (Python requests); node connects with it through
+``extraHeaders: {Cookie, Origin}``, as a browser page of the same origin
+would, and ``tests/js/sio_driver.js`` reports what the client sees as JSON
+lines while the test interleaves HTTP requests.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import subprocess
+import threading
+from typing import Any
+
+import pytest
+import requests
+
+from tests.servers import ROOT, Server, cookie_header
+
+pytestmark = pytest.mark.node
+
+DRIVER = ROOT / "tests" / "js" / "sio_driver.js"
+CLIENT_PACKAGE = ROOT / "node_modules" / "socket.io-client"
+TRANSPORTS = {
+    "websocket": ["websocket"],
+    "polling": ["polling"],
+    "upgrade": ["polling", "websocket"],  # the client's default
+}
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    binary = shutil.which("node")
+    if binary is None:
+        pytest.fail("node is not installed (apt-get install nodejs; .ci/run does it)")
+    if not CLIENT_PACKAGE.is_dir():
+        pytest.fail(f"{CLIENT_PACKAGE} is missing: run `make` (npm install)")
+    return binary
+
+
+class JsClient:
+    """One ``node tests/js/sio_driver.js`` process: a socket.io-client connection."""
+
+    def __init__(self, node: str, base: str, *, cookie: str | None, origin: str | None = "same",
+                 transport: str = "websocket", namespace: str = "/") -> None:
+        options = {
+            "url": base,
+            "cookie": cookie,
+            "origin": base if origin == "same" else origin,
+            "transports": TRANSPORTS[transport],
+            "namespace": namespace,
+            "timeout_ms": 20000,
+        }
+        self.process = subprocess.Popen(
+            [node, str(DRIVER), json.dumps(options)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        self.messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []  # everything node printed, for failure messages
+        self.pending: list[dict[str, Any]] = []
+        self._ids = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip():
+                try:
+                    self.messages.put(json.loads(line))
+                except ValueError:
+                    self.messages.put({"type": "stdout", "text": line})
+        self.messages.put(None)
+
+    def next(self, *types: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The oldest message of one of ``types`` not taken yet; others wait their turn."""
+        for message in self.pending:
+            if message["type"] in types:
+                self.pending.remove(message)
+                return message
+        while True:
+            try:
+                message = self.messages.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {types} from node within {timeout}s; seen {self.seen}") from None
+            if message is None:
+                self.messages.put(None)
+                raise AssertionError(f"node exited before {types}; seen {self.seen}; stderr: {self.stderr()}")
+            self.seen.append(message)
+            if message["type"] in types:
+                return message
+            self.pending.append(message)
+
+    def connected(self) -> dict[str, Any]:
+        message = self.next("connect", "connect_error", "timeout")
+        assert message["type"] == "connect", message
+        return message
+
+    def call(self, event: str, *args: Any) -> Any:
+        """Emit ``event`` with an acknowledgement; return the server's reply."""
+        self._ids += 1
+        self._send({"id": self._ids, "emit": event, "args": list(args)})
+        message = self.next("ack", "error", "timeout")
+        assert message["type"] == "ack" and message["id"] == self._ids, message
+        return message["value"]
+
+    def _send(self, command: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+
+    def stderr(self) -> str:
+        if self.process.poll() is None or self.process.stderr is None:
+            return ""
+        return self.process.stderr.read()
+
+    def close(self) -> int:
+        """Close stdin (the driver disconnects and exits); kill it if it does not."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            try:
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            code = self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        return code
+
+    def __enter__(self) -> JsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def js_refusal(node: str, base: str, *, cookie: str | None, origin: str | None = "same",
+               transport: str = "websocket") -> str:
+    """The ``err.message`` of the client's ``connect_error``."""
+    with JsClient(node, base, cookie=cookie, origin=origin, transport=transport) as client:
+        message = client.next("connect", "connect_error", "timeout")
+        assert message["type"] == "connect_error", f"not refused: {message}"
+        code = client.close()
+    assert code == 0
+    return str(message["message"])
+
+
+def new_http(server: Server, **values: str) -> requests.Session:
+    http = requests.Session()
+    http.get(server.url + "/set", params=values or {"who": "ann"}, timeout=10).raise_for_status()
+    return http
+
+
+def http_get(http: requests.Session, server: Server) -> dict[str, Any]:
+    response = http.get(server.url + "/get", timeout=10)
+    response.raise_for_status()
+    return dict(response.json())
+
+
+# -- rule 1: connect ----------------------------------------------------
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_rule1_js_client_joins_the_http_session(node: str, lab_server: Server, transport: str) -> None:
+    http = new_http(lab_server, who="ann")
+    with JsClient(node, lab_server.url, cookie=cookie_header(http), transport=transport) as client:
+        client.connected()
+        assert client.next("open")["transport"] == TRANSPORTS[transport][0]
+        assert client.call("get")["who"] == "ann"
+        if transport == "upgrade":
+            assert client.next("upgrade")["transport"] == "websocket"
+            assert client.call("get")["who"] == "ann"
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_rule1_js_refused_without_cookie(node: str, lab_server: Server, transport: str) -> None:
+    assert js_refusal(node, lab_server.url, cookie=None, transport=transport) == "no_cookie"
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_rule1_js_refused_with_tampered_signature(node: str, lab_server: Server, transport: str) -> None:
+    name, value = cookie_header(new_http(lab_server)).split("=", 1)
+    session_id, signature = value.rsplit(".", 1)
+    forged = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    cookie = f"{name}={session_id}.{forged}"
+    assert js_refusal(node, lab_server.url, cookie=cookie, transport=transport) == "bad_signature"
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_rule1_js_refused_for_unknown_session(node: str, lab_server: Server, transport: str) -> None:
+    http = new_http(lab_server)
+    cookie = cookie_header(http)
+    http.get(lab_server.url + "/logout", timeout=10).raise_for_status()
+    assert js_refusal(node, lab_server.url, cookie=cookie, transport=transport) == "unknown_session"
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_rule1_js_refused_from_a_foreign_origin(node: str, lab_server: Server, transport: str) -> None:
+    cookie = cookie_header(new_http(lab_server))
+    reason = js_refusal(node, lab_server.url, cookie=cookie, origin="http://evil.example", transport=transport)
+    assert reason == "bad_origin"
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_rule1_js_refused_with_a_cookie_but_no_origin(node: str, lab_server: Server, transport: str) -> None:
+    cookie = cookie_header(new_http(lab_server))
+    assert js_refusal(node, lab_server.url, cookie=cookie, origin=None, transport=transport) == "bad_origin"
+
+
+# -- rule 2: fresh on every event ---------------------------------------
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_rule2_http_write_seen_by_next_js_event(node: str, lab_server: Server, transport: str) -> None:
+    http = new_http(lab_server)
+    with JsClient(node, lab_server.url, cookie=cookie_header(http), transport=transport) as client:
+        client.connected()
+        for color in ("blue", "red"):
+            http.get(lab_server.url + "/set", params={"color": color}, timeout=10).raise_for_status()
+            assert client.call("get")["color"] == color
+
+
+# -- rule 3: saved when changed -----------------------------------------
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_rule3_js_event_write_seen_by_next_http_request(node: str, lab_server: Server, transport: str) -> None:
+    http = new_http(lab_server)
+    with JsClient(node, lab_server.url, cookie=cookie_header(http), transport=transport) as client:
+        client.connected()
+        client.call("set", {"name": "Ann", "feeling": "fine"})
+        data = http_get(http, lab_server)  # while the socket is still open
+        assert (data["name"], data["feeling"]) == ("Ann", "fine")
+        client.call("nested", "pear")
+        assert http_get(http, lab_server)["cart"] == {"items": ["pear"]}
+
+
+def test_rule3_js_client_in_a_class_based_namespace(node: str, lab_server: Server) -> None:
+    http = new_http(lab_server)
+    with JsClient(node, lab_server.url, cookie=cookie_header(http), namespace="/lab") as client:
+        client.connected()
+        assert client.call("set", {"from_js": True})["lab_connects"] == 1
+    data = http_get(http, lab_server)
+    assert data["from_js"] is True and data["lab_connects"] == 1
+
+
+# -- rule 7: ended sessions stay ended ------------------------------------
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_rule7_logout_ends_the_js_socket(node: str, lab_server: Server, transport: str) -> None:
+    http = new_http(lab_server)
+    with JsClient(node, lab_server.url, cookie=cookie_header(http), transport=transport) as client:
+        client.connected()
+        assert client.call("get")["who"] == "ann"
+        http.get(lab_server.url + "/logout", timeout=10).raise_for_status()
+        ended = client.next("event")
+        assert (ended["event"], ended["args"]) == ("session_ended", [{"reason": "logout"}])
+        assert client.next("disconnect")["reason"] == "io server disconnect"
+
+
+# -- the counter example ------------------------------------------------
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_counter_example_with_the_js_client(node: str, counter_server: Server, transport: str) -> None:
+    http = requests.Session()
+    http.get(counter_server.url + "/login", params={"user": "ann"}, timeout=10).raise_for_status()
+    with JsClient(node, counter_server.url, cookie=cookie_header(http), transport=transport) as client:
+        client.connected()
+        assert client.call("whoami") == "ann"
+        assert http.get(counter_server.url + "/incr", timeout=10).text.strip() == "1"
+        assert client.call("incr") == 2  # sees the HTTP write
+        assert http.get(counter_server.url + "/n", timeout=10).text.strip() == "2"  # HTTP sees the event's
+        assert client.call("echo", {"hi": [1, 2]}) == {"hi": [1, 2]}
+    assert js_refusal(node, counter_server.url, cookie=None, transport=transport) == "no_cookie"
