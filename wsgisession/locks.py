@@ -46,6 +46,10 @@ class StoreLock(Protocol):
     def release(self) -> None: ...
 
 
+def _timeout_message(timeout: float) -> str:
+    return f"session lock not acquired within {timeout:.3g}s"
+
+
 def _backoff(poll: float) -> float:
     gevent.sleep(poll)
     return min(poll * 2, _POLL_MAX)
@@ -85,7 +89,7 @@ class FileLock:
                 os.close(fd)
                 continue
             if time.monotonic() >= deadline:
-                raise LockTimeout(f"session lock not acquired within {timeout:.3g}s", timeout=timeout)
+                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
             poll = _backoff(poll)
 
     def release(self) -> None:
@@ -113,27 +117,35 @@ class RedisLock:
         poll = _POLL_MIN
         while not self._lock.acquire(blocking=False):
             if time.monotonic() >= deadline:
-                raise LockTimeout(f"session lock not acquired within {timeout:.3g}s", timeout=timeout)
+                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
             poll = _backoff(poll)
         self._renewer = gevent.spawn(self._renew)
 
     def _renew(self) -> None:
+        from redis.exceptions import LockNotOwnedError
+
         while True:
             gevent.sleep(self._ttl / 3)
             try:
                 self._lock.reacquire()
-            except Exception:  # the lock expired or Redis went away: stop renewing
-                log.warning("could not renew a session lock", exc_info=True)
+            except LockNotOwnedError:  # expired (a pause longer than the TTL): another may own it now
+                log.warning("a session lock expired while held; stopped renewing it")
                 return
+            except Exception as exc:  # Redis unreachable: try again, it may still be ours
+                log.warning("could not renew a session lock: %s", exc)
 
     def release(self) -> None:
+        from redis.exceptions import LockNotOwnedError
+
         if self._renewer is not None:
-            self._renewer.kill(block=False)
+            self._renewer.kill()  # waits, so it cannot renew after the release below
             self._renewer = None
         try:
             self._lock.release()
-        except Exception:  # expired meanwhile: another holder may own it now
-            log.warning("a session lock expired before it was released", exc_info=True)
+        except LockNotOwnedError:
+            log.warning("a session lock expired before it was released")
+        except Exception as exc:  # Redis unreachable: the lock expires by itself within the TTL
+            log.warning("could not release a session lock (it expires within %.3gs): %s", self._ttl, exc)
 
 
 class _Entry:
@@ -169,20 +181,25 @@ class LockRegistry:
         entry.users += 1
         try:
             if not entry.lock.acquire(timeout=timeout):
-                raise LockTimeout(f"session lock not acquired within {timeout:.3g}s", timeout=timeout)
+                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
             try:
                 entry.depth += 1
                 if entry.depth == 1 and self._store_lock is not None:
                     store_lock = self._store_lock(key)
-                    store_lock.acquire(max(0.0, deadline - time.monotonic()))
+                    try:
+                        store_lock.acquire(max(0.0, deadline - time.monotonic()))
+                    except LockTimeout as exc:  # report the whole wait, not what was left of it
+                        raise LockTimeout(_timeout_message(timeout), timeout=timeout) from exc
                     entry.store_lock = store_lock
                 yield
             finally:
                 entry.depth -= 1
-                if entry.depth == 0 and entry.store_lock is not None:
-                    entry.store_lock.release()
-                    entry.store_lock = None
-                entry.lock.release()
+                try:
+                    if entry.depth == 0 and entry.store_lock is not None:
+                        store_lock, entry.store_lock = entry.store_lock, None
+                        store_lock.release()
+                finally:
+                    entry.lock.release()
         finally:
             entry.users -= 1
             if entry.users == 0:

@@ -39,6 +39,12 @@ except ImportError:  # pragma: no cover - redis is an optional extra
 _FAULTS: tuple[type[BaseException], ...] = (OSError, _RedisError)
 
 
+def _check(session_id: str) -> None:
+    """Refuse anything but an id we issue before it becomes a key or a path."""
+    if not is_session_id(session_id):
+        raise ValueError("not a session id")
+
+
 class Store:
     """Reads and writes session records; hands out the per-session lock."""
 
@@ -88,14 +94,18 @@ class Store:
         self.locks = LockRegistry(timeout=lock_timeout, store_lock=store_lock)
 
     def _manager(self, session_id: str) -> NamespaceManager:
-        if not is_session_id(session_id):  # never build a key or path from junk
-            raise ValueError("not a session id")
+        _check(session_id)
+        return self._cls(session_id, **self._options)
+
+    def _existing(self, session_id: str) -> NamespaceManager | None:
+        """Like :meth:`_manager`, but ``None`` for an id the memory store does not hold."""
+        _check(session_id)
+        if self.backend == "memory" and session_id not in MemoryNamespaceManager.namespaces:
+            return None  # Beaker's memory manager would keep an empty entry for every id read
         return self._cls(session_id, **self._options)
 
     def _file_lock(self, session_id: str) -> StoreLock:
-        manager = self._manager(session_id)
-        assert isinstance(manager, FileNamespaceManager)
-        return FileLock(manager.lock_path())
+        return FileLock(FileNamespaceManager(session_id, **self._options).lock_path())
 
     def _redis_lock(self, session_id: str) -> StoreLock:
         return RedisLock(self._redis, f"wsgisession-lock:{session_id}", ttl=self._lock_ttl)
@@ -106,8 +116,11 @@ class Store:
 
     def read(self, session_id: str) -> str | None:
         """The stored text of a session, or ``None`` if there is none."""
+        manager = self._existing(session_id)
+        if manager is None:
+            return None
         try:
-            return str(self._manager(session_id)[_KEY])
+            return str(manager[_KEY])
         except KeyError:
             return None
         except _FAULTS as exc:
@@ -122,9 +135,14 @@ class Store:
 
     def remove(self, session_id: str) -> None:
         """Forget a session (no error if it is already gone)."""
+        manager = self._existing(session_id)
+        if manager is None:
+            return
         try:
-            manager = self._manager(session_id)
-            manager.do_remove()
+            if self.backend == "redis":
+                del manager[_KEY]  # one key: do_remove() would SCAN the whole keyspace
+            else:
+                manager.do_remove()
             if self.backend == "memory":
                 del MemoryNamespaceManager.namespaces[session_id]
         except KeyError:
@@ -134,6 +152,7 @@ class Store:
 
     def lock(self, session_id: str, *, timeout: float | None = None) -> AbstractContextManager[None]:
         """Hold the session's lock (in-process and cross-process)."""
+        _check(session_id)
         if not self.locking:
             return nullcontext()
         hold = self.locks.hold(session_id, timeout=timeout)

@@ -31,6 +31,11 @@ class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
         self.directory = os.path.join(self.root, digest[:2])
         self.file = os.path.join(self.directory, digest + ".json")
 
+    def _makedirs(self) -> None:
+        # makedirs' mode applies to the last directory only: make both private
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+
     def _read(self) -> dict[str, str]:
         try:
             with open(self.file, encoding="utf-8") as fh:
@@ -46,7 +51,7 @@ class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
         if not data:
             self.do_remove()
             return
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self._makedirs()
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -57,7 +62,10 @@ class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
             raise
 
     def __getitem__(self, key: str) -> str:
-        return self._read()[key]
+        value = self._read()[key]
+        if not isinstance(value, str):  # not written by us
+            raise KeyError(key)
+        return value
 
     def __contains__(self, key: object) -> bool:
         return key in self._read()
@@ -91,5 +99,5 @@ class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
 
     def lock_path(self) -> str:
         """Where the cross-process lock of this namespace lives."""
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self._makedirs()
         return self.file[: -len(".json")] + ".lock"

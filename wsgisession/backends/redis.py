@@ -5,10 +5,14 @@ expiry (``SET ... EX``). Nothing read from Redis is ever unpickled.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 from typing import Any
 
 import redis
 from beaker.container import NamespaceManager
+
+log = logging.getLogger(__name__)
 
 _clients: dict[tuple[str, float], redis.Redis[bytes]] = {}
 
@@ -45,7 +49,12 @@ class RedisNamespaceManager(NamespaceManager):  # type: ignore[misc]
         value = self.client.get(self.key(key))
         if value is None:
             raise KeyError(key)
-        return bytes(value).decode("utf-8")
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:  # not ours (a planted pickle?): no session, never unpickled
+            digest = hashlib.sha256(self.namespace.encode("utf-8")).hexdigest()[:12]
+            log.warning("ignoring a session record that is not UTF-8 text (namespace %s)", digest)
+            raise KeyError(key) from None
 
     def __contains__(self, key: object) -> bool:
         return bool(self.client.exists(self.key(str(key))))

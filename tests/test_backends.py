@@ -1,0 +1,162 @@
+"""The pickle-free backends: JSON text stored verbatim, never unpickled.
+
+A planted pickle whose ``__reduce__`` would create a marker file is put where a
+session record lives (a file, a Redis key); reading it must give no session
+and leave no marker. Real files, a real redis-server.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import redis
+
+from tests.servers import SECRET, redis_server
+from wsgisession.backends.file import FileNamespaceManager
+from wsgisession.backends.redis import RedisNamespaceManager
+from wsgisession.cookies import SessionCookie, new_session_id
+from wsgisession.manager import SessionManager
+from wsgisession.store import Store
+
+
+class Planted:
+    """Unpickling this creates ``path``: what an attacker's payload would do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (str(self.path), "w"))
+
+
+def pickles(marker: Path) -> list[bytes]:
+    payloads = [pickle.dumps(Planted(marker), protocol=p) for p in (0, 2, pickle.HIGHEST_PROTOCOL)]
+    pickle.loads(payloads[0]).close()  # the control: unpickling it does run code
+    assert marker.exists()
+    marker.unlink()
+    return payloads
+
+
+def manager_for(store: Store) -> SessionManager:
+    return SessionManager(store=store, cookie=SessionCookie(secret=SECRET))
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+# -- file ------------------------------------------------------------------
+def test_file_backend_stores_json_text_under_a_digest(tmp_path: Path) -> None:
+    sid = new_session_id()
+    manager = FileNamespaceManager(sid, data_dir=str(tmp_path))
+    manager.set_value("session", '{"n": 1}')
+    digest = hashlib.sha256(sid.encode()).hexdigest()
+    path = tmp_path / "wsgisession" / digest[:2] / f"{digest}.json"
+    assert json.loads(path.read_text()) == {"session": '{"n": 1}'}
+    assert manager["session"] == '{"n": 1}' and "session" in manager and manager.keys() == ["session"]
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary file is left behind"
+    del manager["session"]
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("namespace", ["../../x", "..x", "/etc/passwd", "a\x00b", ""])
+def test_file_backend_paths_stay_inside_its_directory(tmp_path: Path, namespace: str) -> None:
+    root = tmp_path / "data"
+    manager = FileNamespaceManager(namespace, data_dir=str(root))
+    manager.set_value("session", "{}")
+    for path in (Path(manager.file), Path(manager.lock_path())):
+        assert path.resolve().is_relative_to(root.resolve())
+        assert namespace not in path.name or not namespace
+    assert [p for p in tmp_path.iterdir()] == [root]
+
+
+def test_file_backend_stores_text_only(tmp_path: Path) -> None:
+    manager = FileNamespaceManager(new_session_id(), data_dir=str(tmp_path))
+    manager.set_value("session", "{}")
+    with pytest.raises(TypeError):
+        manager.set_value("session", {"n": 1})
+    assert manager["session"] == "{}"
+
+
+def test_file_backend_never_unpickles_a_planted_pickle(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    store = Store(type="file", data_dir=str(tmp_path / "sessions"))
+    for payload in pickles(marker):
+        sid = new_session_id()
+        path = Path(FileNamespaceManager(sid, data_dir=str(tmp_path / "sessions")).file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+        assert store.read(sid) is None
+        assert manager_for(store).read(sid) is None
+        assert not marker.exists()
+
+
+def test_file_backend_ignores_a_corrupt_record_and_logs_no_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sid = new_session_id()
+    manager = FileNamespaceManager(sid, data_dir=str(tmp_path))
+    os.makedirs(os.path.dirname(manager.file), exist_ok=True)
+    for junk in (b"{not json", b"\xff\xfe\x00", b"[1, 2]", b'"text"'):
+        Path(manager.file).write_bytes(junk)
+        assert "session" not in manager
+        with pytest.raises(KeyError):
+            manager["session"]
+    assert sid not in caplog.text
+
+
+def test_file_backend_is_a_beaker_backend() -> None:
+    import beaker.cache
+
+    assert beaker.cache.clsmap["wsgisession.file"] is FileNamespaceManager
+    assert beaker.cache.clsmap["wsgisession.redis"] is RedisNamespaceManager
+
+
+# -- redis -----------------------------------------------------------------
+@pytest.mark.redis
+def test_redis_backend_stores_utf8_text_verbatim(client: redis.Redis[bytes], redis_url: str) -> None:
+    sid = new_session_id()
+    manager = RedisNamespaceManager(sid, url=redis_url)
+    manager.set_value("session", '{"s": "\u00e9"}', expiretime=60)
+    assert client.get(f"wsgisession:{sid}:session") == '{"s": "\u00e9"}'.encode()
+    assert 0 < client.ttl(f"wsgisession:{sid}:session") <= 60
+    assert manager["session"] == '{"s": "\u00e9"}' and "session" in manager and manager.keys() == ["session"]
+    with pytest.raises(TypeError):
+        manager.set_value("session", b"{}")
+    other = RedisNamespaceManager(new_session_id(), url=redis_url)
+    other.set_value("session", "{}")
+    manager.do_remove()
+    assert "session" not in manager and other["session"] == "{}"
+    with pytest.raises(KeyError):
+        del manager["session"]
+
+
+@pytest.mark.redis
+def test_redis_backend_never_unpickles_a_planted_pickle(
+    client: redis.Redis[bytes], redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "marker"
+    store = Store(type="ext:redis", url=redis_url)
+    for payload in pickles(marker):
+        sid = new_session_id()
+        client.set(f"wsgisession:{sid}:session", payload)
+        assert manager_for(store).read(sid) is None
+        text = store.read(sid)
+        assert text is None or text == payload.decode("utf-8")  # protocol 0 is ASCII: text, but not JSON
+        assert not marker.exists()
+        assert sid not in caplog.text

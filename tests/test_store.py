@@ -1,0 +1,225 @@
+"""The session store on memory, file and Redis: records, id checks, locks, faults.
+
+Real files and a real redis-server; greenlets without monkey-patching.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import gevent
+import pytest
+import redis
+from beaker.container import MemoryNamespaceManager
+
+from tests.servers import free_port, redis_server, wait_for_port
+from wsgisession.cookies import new_session_id
+from wsgisession.errors import ConfigurationError, LockTimeout, StoreUnavailable
+from wsgisession.store import Store
+
+BACKENDS = ["memory", "file", pytest.param("redis", marks=pytest.mark.redis)]
+SHARED = ["file", pytest.param("redis", marks=pytest.mark.redis)]  # usable by several processes
+NOT_OURS = [
+    "../x", "..x", "..", "", "x", "a/b", "../" + "a" * 40, "a" * 42 + ".", "a" * 42 + "/",
+    "a" * 42 + "*", "a" * 43 + "\n", "a" * 44, "*", "wsgisession:*",
+]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest, **options: float) -> Store:
+    if backend == "memory":
+        return Store(type="memory", **options)
+    if backend == "file":
+        return Store(type="file", data_dir=str(tmp_path / "sessions"), **options)
+    url = request.getfixturevalue("redis_url")
+    redis.Redis.from_url(url).flushdb()
+    return Store(type="ext:redis", url=url, **options)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return make_store(request.param, tmp_path, request)
+
+
+def stored_anything(store: Store, tmp_path: Path, request: pytest.FixtureRequest) -> list[str]:
+    """Every path, key or memory namespace the store holds."""
+    if store.backend == "file":
+        return [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()]
+    if store.backend == "redis":
+        return [k.decode() for k in redis.Redis.from_url(request.getfixturevalue("redis_url")).keys("*")]
+    return sorted(MemoryNamespaceManager.namespaces.dict)
+
+
+# -- records ---------------------------------------------------------------
+def test_store_reads_writes_and_removes(store: Store) -> None:
+    sid, other = new_session_id(), new_session_id()
+    assert store.read(sid) is None
+    store.write(sid, '{"n": 1}')
+    store.write(other, '{"n": "other"}')
+    assert store.read(sid) == '{"n": 1}'
+    store.write(sid, '{"n": 2, "s": "\u00e9\u20ac"}')
+    assert store.read(sid) == '{"n": 2, "s": "\u00e9\u20ac"}'
+    store.remove(sid)
+    assert store.read(sid) is None
+    store.remove(sid)  # removing twice is harmless
+    assert store.read(other) == '{"n": "other"}'
+    store.remove(other)
+
+
+def test_store_reading_an_unknown_id_keeps_nothing(
+    store: Store, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    before = stored_anything(store, tmp_path, request)
+    for _ in range(20):
+        assert store.read(new_session_id()) is None
+        store.remove(new_session_id())
+    assert stored_anything(store, tmp_path, request) == before
+
+
+@pytest.mark.redis
+def test_store_redis_records_expire_with_their_ttl(redis_url: str) -> None:
+    store = Store(type="ext:redis", url=redis_url)
+    sid = new_session_id()
+    store.write(sid, "{}", ttl=100)
+    ttls = [redis.Redis.from_url(redis_url).ttl(k) for k in redis.Redis.from_url(redis_url).keys(f"*{sid}*")]
+    assert len(ttls) == 1 and 90 < ttls[0] <= 100
+    store.remove(sid)
+
+
+def test_store_refuses_pickling_backends(tmp_path: Path) -> None:
+    for kind in ("dbm", "ext:database", "ext:memcached", "cookie", "ext:mongodb"):
+        with pytest.raises(ConfigurationError) as caught:
+            Store(type=kind, data_dir=str(tmp_path))
+        assert caught.value.key == "type"
+
+
+# -- ids that are not ours ---------------------------------------------------
+@pytest.mark.parametrize("bad", NOT_OURS)
+def test_store_ids_not_ours_never_reach_a_path_or_key(
+    store: Store, bad: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    before = stored_anything(store, tmp_path, request)
+    with pytest.raises(ValueError):
+        store.read(bad)
+    with pytest.raises(ValueError):
+        store.write(bad, "{}")
+    with pytest.raises(ValueError):
+        store.remove(bad)
+    with pytest.raises(ValueError):
+        with store.lock(bad):
+            pass  # pragma: no cover
+    assert stored_anything(store, tmp_path, request) == before
+    assert len(store.locks) == 0
+    assert not (tmp_path / "x").exists() and not (tmp_path / "sessions" / "x").exists()
+
+
+# -- rule 6 through the store: greenlets and "processes" ---------------------
+@pytest.mark.parametrize("backend", SHARED)
+def test_rule6_store_lock_excludes_greenlets_and_other_stores(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Two Store objects on the same data are what two processes are: separate
+    # registries, so only the store lock (file or Redis) keeps them apart.
+    stores = [make_store(backend, tmp_path, request), make_store(backend, tmp_path, request)]
+    sid = new_session_id()
+    stores[0].write(sid, "0")
+
+    def incr(store: Store) -> None:
+        with store.lock(sid):
+            n = int(store.read(sid) or "0")
+            gevent.sleep(0.001)
+            store.write(sid, str(n + 1))
+
+    gevent.joinall([gevent.spawn(incr, stores[n % 2]) for n in range(60)], raise_error=True)
+    assert stores[1].read(sid) == "60"
+    assert [len(s.locks) for s in stores] == [0, 0]
+    if backend == "file":
+        assert not [p for p in tmp_path.rglob("*.lock")]
+
+
+@pytest.mark.parametrize("backend", SHARED)
+def test_rule6_store_lock_timeout_is_bounded(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    first = make_store(backend, tmp_path, request, lock_timeout=5.0)
+    second = make_store(backend, tmp_path, request, lock_timeout=0.25)
+    sid = new_session_id()
+    with first.lock(sid):
+        started = time.monotonic()
+        with pytest.raises(LockTimeout) as caught:
+            with second.lock(sid):
+                pass  # pragma: no cover
+        assert caught.value.timeout == 0.25
+        assert 0.24 <= time.monotonic() - started < 0.6
+    with second.lock(sid):
+        pass
+    assert len(first.locks) == len(second.locks) == 0
+
+
+def test_store_locking_off_takes_no_lock(tmp_path: Path) -> None:
+    store = Store(type="file", data_dir=str(tmp_path), locking=False)
+    with store.lock(new_session_id()):
+        assert len(store.locks) == 0
+        assert not list(tmp_path.rglob("*.lock"))
+
+
+# -- a store that is down ----------------------------------------------------
+def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server")
+    assert binary is not None, "redis-server is not installed"
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, process=process)
+    return process
+
+
+@pytest.mark.redis
+def test_store_down_raises_store_unavailable_and_recovers(tmp_path: Path) -> None:
+    port = free_port()
+    process = start_redis(port, tmp_path)
+    try:
+        store = Store(type="ext:redis", url=f"redis://127.0.0.1:{port}/0", lock_timeout=2.0)
+        sid = new_session_id()
+        store.write(sid, "{}")
+        with store.lock(sid):
+            assert store.read(sid) == "{}"
+        process.terminate()
+        process.wait(10)
+        started = time.monotonic()
+        for operation in (lambda: store.read(sid), lambda: store.write(sid, "{}"), lambda: store.remove(sid)):
+            with pytest.raises(StoreUnavailable) as caught:
+                operation()
+            assert caught.value.backend == "redis" and caught.value.reason == "store_unavailable"
+        with pytest.raises(StoreUnavailable):
+            with store.lock(sid):
+                pass  # pragma: no cover
+        assert len(store.locks) == 0
+        down = time.monotonic() - started
+        print(f"redis down: four operations refused in {down * 1000:.0f} ms")
+        assert down < 2.0
+        process = start_redis(port, tmp_path)
+        with store.lock(sid):
+            assert store.read(sid) is None  # a fresh server without persistence
+            store.write(sid, '{"back": true}')
+        assert store.read(sid) == '{"back": true}'
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_store_file_root_is_private(tmp_path: Path) -> None:
+    store = Store(type="file", data_dir=str(tmp_path / "sessions"))
+    sid = new_session_id()
+    store.write(sid, "{}")
+    modes = {oct(os.stat(p).st_mode & 0o777) for p in (tmp_path / "sessions").rglob("*")}
+    assert modes <= {"0o700", "0o600"}
