@@ -1,21 +1,32 @@
-"""Serving: the gevent WebSocket handler with TCP_NODELAY, and a gunicorn worker.
+"""Serving: our gevent WebSocket handler, a pywsgi server factory and a gunicorn worker.
 
-gevent's pywsgi writes a response's headers and body separately; on a
-keep-alive connection Nagle's algorithm plus the client's delayed ACK then
-add ~40 ms to every request. :class:`Handler` turns Nagle off.
+:class:`Handler` is gevent-websocket's handler with two changes:
 
-For gunicorn::
+- TCP_NODELAY: gevent's pywsgi writes a response's headers and body
+  separately; on a keep-alive connection Nagle's algorithm plus the client's
+  delayed ACK then add ~40 ms to every request.
+- Size limits (:mod:`wsgisession.limits`): a websocket message over the served
+  app's ``max_message_size`` is refused from its frame header (close code
+  1009), and a request body to the Socket.IO endpoint over it gets 413 from its
+  ``Content-Length`` (a chunked body is counted while read and cut off), before
+  the bytes are read, so other greenlets are not stalled.
+
+``wsgisession serve`` uses :func:`make_server`; for gunicorn::
 
     gunicorn --paste conf/counter.ini -k wsgisession.worker.Worker
 """
 from __future__ import annotations
 
+import io
 import socket
 from typing import Any
 
+from gevent.pywsgi import Input, WSGIServer
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
-from gevent.pywsgi import WSGIServer
+from geventwebsocket.websocket import Stream
+
+from .limits import LimitedWebSocket, client_of, message_limit, retire, security_log, socketio_prefix
 
 
 def _nodelay(sock: Any) -> None:
@@ -26,11 +37,58 @@ def _nodelay(sock: Any) -> None:
 
 
 class Handler(WebSocketHandler):  # type: ignore[misc]
-    """gevent-websocket's handler, without Nagle delays."""
+    """gevent-websocket's handler, without Nagle delays, with size limits."""
 
     def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
         _nodelay(sock)
         super().__init__(sock, address, server, rfile)
+
+    def upgrade_connection(self) -> Any:
+        """Upgrade as gevent-websocket does, then swap in a :class:`LimitedWebSocket`."""
+        result = super().upgrade_connection()
+        stock = self.environ.get("wsgi.websocket")
+        if stock is not None and not isinstance(stock, LimitedWebSocket):
+            websocket = LimitedWebSocket(self.environ, Stream(self), self, max_size=message_limit(self.application))
+            retire(stock)
+            self.websocket = websocket
+            self.environ["wsgi.websocket"] = websocket
+        return result
+
+    def run_application(self) -> None:
+        path = self.environ.get("PATH_INFO") or ""
+        if path.startswith(socketio_prefix(self.application)):
+            limit = message_limit(self.application)
+            size = self._oversized_body(limit)
+            if size is not None:
+                self._refuse_body(size, limit)
+                return
+        super().run_application()
+
+    def _oversized_body(self, limit: int) -> int | None:
+        """The body's size if it is over ``limit``; a chunked body within it is buffered."""
+        if self.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            body: bytes = self.wsgi_input.read(limit + 1)  # at most limit + 1 bytes in memory
+            if len(body) > limit:
+                return len(body)
+            # Engine.IO reads CONTENT_LENGTH bytes: give it the body with its length.
+            self.environ["wsgi.input"] = io.BytesIO(body)
+            self.environ["CONTENT_LENGTH"] = str(len(body))
+            return None
+        length = self.content_length
+        return length if isinstance(length, int) and length > limit else None
+
+    def _refuse_body(self, size: int, limit: int) -> None:
+        chunked = self.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+        declared = f"more than {limit}" if chunked else str(size)
+        security_log.warning("request body refused: %s bytes, the limit is %s (client %s, %s %s)",
+                             declared, limit, client_of(self), self.command, self.environ.get("PATH_INFO"))
+        text = f"message too big: the body is {declared} bytes, the limit is {limit} bytes\n".encode()
+        self.wsgi_input = Input(self.rfile, 0)  # nothing of the refused body is read, not even to discard it
+        self.close_connection = True
+        self.start_response("413 Payload Too Large", [
+            ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text))), ("Connection", "close"),
+        ])
+        self.write(text)
 
 
 def make_server(listener: Any, app: Any, **kwargs: Any) -> WSGIServer:

@@ -1,0 +1,299 @@
+"""Size limits of our server handler (wsgisession.worker, wsgisession.limits).
+
+The frame check runs on a real socket pair: the client side writes frame
+headers, the server side is a LimitedWebSocket reading through a stream that
+counts the bytes asked for, so "refused before the payload is read" is exact.
+The body check runs our Handler in a gevent pywsgi server in this process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import time
+from types import SimpleNamespace
+from typing import Any, Iterator
+
+import gevent
+import gevent.socket
+import pytest
+from geventwebsocket.websocket import Header
+
+from wsgisession.limits import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    LimitedWebSocket,
+    Utf8Check,
+    message_limit,
+    socketio_prefix,
+    unmask,
+)
+from wsgisession.worker import Handler, make_server
+
+LIMIT = 1000
+MASK = b"\x11\x22\x33\x44"
+
+
+def frame(payload: bytes = b"", *, opcode: int = 0x2, fin: bool = True, length: int | None = None) -> bytes:
+    """A masked client frame; ``length`` declares a size other than the payload's."""
+    size = len(payload) if length is None else length
+    first = (0x80 if fin else 0) | opcode
+    if size < 126:
+        head = bytes([first, 0x80 | size])
+    elif size < 65536:
+        head = bytes([first, 0x80 | 126]) + struct.pack("!H", size)
+    else:
+        head = bytes([first, 0x80 | 127]) + struct.pack("!Q", size)
+    return head + MASK + unmask(payload, MASK)
+
+
+def recv_exactly(sock: Any, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError(f"closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
+
+
+def read_frame(sock: Any) -> tuple[int, bytes]:
+    """One unmasked server frame: (opcode, payload)."""
+    first, second = recv_exactly(sock, 2)
+    size = second & 0x7F
+    if size == 126:
+        size = struct.unpack("!H", recv_exactly(sock, 2))[0]
+    elif size == 127:
+        size = struct.unpack("!Q", recv_exactly(sock, 8))[0]
+    return first & 0x0F, recv_exactly(sock, size)
+
+
+class CountingStream:
+    """The server end of the pair as gevent-websocket's Stream, counting bytes asked for."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.file = sock.makefile("rb")
+        self.sock = sock
+        self.requested = 0
+
+    def read(self, size: int) -> bytes:
+        self.requested += size
+        return bytes(self.file.read(size))
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, LimitedWebSocket, CountingStream]]:
+    client, server = socket.socketpair()
+    client.settimeout(5)
+    stream = CountingStream(server)
+    handler = SimpleNamespace(client_address=("127.0.0.1", 4242), logger=logging.getLogger("test.ws"),
+                              server=SimpleNamespace(application=object()))
+    websocket = LimitedWebSocket({"PATH_INFO": "/socket.io/"}, stream, handler, max_size=LIMIT)
+    yield client, websocket, stream
+    stream.file.close()
+    client.close()
+    server.close()
+
+
+def close_code(payload: bytes) -> int:
+    return int(struct.unpack("!H", payload[:2])[0])
+
+
+# -- frames -------------------------------------------------------------
+def test_frame_over_the_limit_is_refused_from_its_header(pair: Any, caplog: pytest.LogCaptureFixture) -> None:
+    client, websocket, stream = pair
+    client.sendall(frame(length=50_000_000))  # the header only: 50 MB declared
+    started = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="wsgisession.security"):
+        assert websocket.receive() is None
+    assert time.perf_counter() - started < 0.5
+    assert stream.requested == 2 + 8 + 4  # the header, not one byte of payload
+    assert websocket.closed
+    opcode, payload = read_frame(client)
+    assert opcode == 0x8 and close_code(payload) == 1009 and payload[2:] == b"message too big"
+    assert "50000000 bytes declared, the limit is 1000" in caplog.text
+
+
+def test_frame_within_the_limit_is_received(pair: Any) -> None:
+    client, websocket, _ = pair
+    client.sendall(frame(b"x" * LIMIT, opcode=0x1))
+    assert websocket.receive() == "x" * LIMIT
+    data = os.urandom(LIMIT)
+    client.sendall(frame(data, opcode=0x2))
+    assert websocket.receive() == data
+
+
+def test_fragments_count_toward_one_message(pair: Any) -> None:
+    client, websocket, stream = pair
+    client.sendall(frame(b"a" * 600, opcode=0x1, fin=False) + frame(b"\x00\x00", opcode=0x9)
+                   + frame(length=600, opcode=0x0))
+    assert websocket.receive() is None
+    opcode, payload = read_frame(client)
+    assert opcode == 0xA  # the ping in between was answered and not counted
+    opcode, payload = read_frame(client)
+    assert close_code(payload) == 1009
+    assert stream.requested == (8 + 600) + (6 + 2) + 8  # never the second fragment's payload
+
+
+def test_a_new_message_starts_a_new_count(pair: Any) -> None:
+    client, websocket, _ = pair
+    for _ in range(3):
+        client.sendall(frame(b"a" * 600, opcode=0x1, fin=False) + frame(b"b" * 400, opcode=0x0))
+        assert websocket.receive() == "a" * 600 + "b" * 400
+
+
+def test_invalid_utf8_closes_with_1007(pair: Any) -> None:
+    client, websocket, _ = pair
+    client.sendall(frame(b"ok \xff\xfe", opcode=0x1))
+    assert websocket.receive() is None
+    assert close_code(read_frame(client)[1]) == 1007
+
+
+def test_close_frames_carry_their_code(pair: Any) -> None:
+    client, websocket, _ = pair
+    client.sendall(frame(struct.pack("!H", 1001) + b"away", opcode=0x8))
+    assert websocket.receive() is None
+    assert read_frame(client) == (0x8, struct.pack("!H", 1001) + b"away")  # echoed, code included
+    websocket.close(1000, "bye")  # already closed: writes nothing, does not raise
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 1023, 65537])
+def test_unmask_matches_gevent_websocket(size: int) -> None:
+    data, mask = os.urandom(size), os.urandom(4)
+    header = Header(length=size)
+    header.mask = mask
+    assert unmask(data, mask) == bytes(header.unmask_payload(data))
+
+
+def test_unmask_and_utf8_of_a_1mb_message_take_milliseconds() -> None:
+    data = b"a" * 1_000_000
+    started = time.perf_counter()
+    unmask(data, MASK)
+    assert Utf8Check().validate(data)[0]
+    assert time.perf_counter() - started < 0.05  # the pure-Python loops took ~0.2 s
+
+
+def test_utf8_check_follows_code_points_across_fragments() -> None:
+    check = Utf8Check()
+    snowman = "☃".encode()
+    assert check.validate(snowman[:1]) == (True, False, 1, 1)
+    assert check.validate(snowman[1:]) == (True, True, 2, 3)
+    assert check.validate(b"\xc0\xaf")[0] is False
+
+
+# -- the limit's source -------------------------------------------------
+def test_limit_and_path_come_from_the_app() -> None:
+    assert message_limit(SimpleNamespace(max_message_size=5000)) == 5000
+    engine = SimpleNamespace(eio=SimpleNamespace(max_http_buffer_size=7000))
+    assert message_limit(SimpleNamespace(max_message_size=None, sio=engine)) == 7000
+    assert message_limit(object()) == DEFAULT_MAX_MESSAGE_SIZE
+    assert message_limit(SimpleNamespace(max_message_size="big")) == DEFAULT_MAX_MESSAGE_SIZE
+    assert socketio_prefix(object()) == "/socket.io/"
+    assert socketio_prefix(SimpleNamespace(socketio_path="/rt/")) == "/rt/"
+
+
+# -- the handler in a real pywsgi server ---------------------------------
+class App:
+    """A WSGI app recording the bodies and websocket messages it read."""
+
+    max_message_size = LIMIT
+    socketio_path = "socket.io"
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.received: list[Any] = []
+        self.kinds: list[type] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        websocket = environ.get("wsgi.websocket")
+        if websocket is not None:
+            self.kinds.append(type(websocket))
+            while (message := websocket.receive()) is not None:
+                self.received.append(message)
+            return []
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        self.bodies.append(environ["wsgi.input"].read(length))
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[App, int]]:
+    app = App()
+    server = make_server(("127.0.0.1", 0), app)
+    server.start()
+    yield app, int(server.address[1])
+    server.stop(timeout=1)
+
+
+def request(port: int, head: str, body: bytes = b"") -> bytes:
+    with gevent.socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        chunks = []
+        with gevent.Timeout(5):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_polling_body_over_the_limit_gets_413_from_its_length(served: Any) -> None:
+    app, port = served
+    response = request(port, "POST /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n"
+                             "Content-Length: 50000000\r\n", b"x" * 4096)
+    assert response.startswith(b"HTTP/1.1 413 ")
+    assert b"message too big: the body is 50000000 bytes, the limit is 1000 bytes" in response
+    assert app.bodies == []
+
+
+def test_body_within_the_limit_and_other_paths_reach_the_app(served: Any) -> None:
+    app, port = served
+    ok = request(port, f"POST /socket.io/?EIO=4 HTTP/1.1\r\nHost: x\r\nContent-Length: {LIMIT}\r\n"
+                       "Connection: close\r\n", b"y" * LIMIT)
+    upload = request(port, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n",
+                     b"z" * 5000)
+    assert ok.startswith(b"HTTP/1.1 200 ") and upload.startswith(b"HTTP/1.1 200 ")
+    assert app.bodies == [b"y" * LIMIT, b"z" * 5000]
+
+
+def chunked(*parts: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+
+
+def test_chunked_body_is_cut_off_at_the_limit(served: Any) -> None:
+    app, port = served
+    head = "POST /socket.io/?EIO=4 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    response = request(port, head, chunked(*[b"c" * 400] * 10))
+    assert response.startswith(b"HTTP/1.1 413 ") and b"more than 1000 bytes" in response
+    assert request(port, head + "Connection: close\r\n", chunked(b"d" * 600, b"e" * 400)).startswith(b"HTTP/1.1 200 ")
+    assert app.bodies == [b"d" * 600 + b"e" * 400]  # within the limit: given to the app with its length
+
+
+def handshake(port: int, path: str = "/socket.io/?EIO=4&transport=websocket") -> Any:
+    sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    return sock
+
+
+def test_handler_upgrades_to_a_limited_websocket_that_refuses_big_frames(served: Any) -> None:
+    app, port = served
+    with handshake(port) as sock:
+        sock.sendall(frame(b"hello", opcode=0x1) + frame(length=50_000_000) + b"x" * 1024)
+        opcode, payload = read_frame(sock)
+        assert opcode == 0x8 and close_code(payload) == 1009
+        with gevent.Timeout(5):
+            assert sock.recv(1) == b""  # the connection is closed
+    assert app.received == ["hello"] and app.kinds == [LimitedWebSocket]
+
+
+def test_handler_sets_tcp_nodelay() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener, socket.create_connection(listener.getsockname()) as tcp:
+        Handler(tcp, ("127.0.0.1", 1), SimpleNamespace())
+        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
