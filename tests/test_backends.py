@@ -89,7 +89,7 @@ def test_file_backend_stores_text_only(tmp_path: Path) -> None:
     manager = FileNamespaceManager(new_session_id(), data_dir=str(tmp_path))
     manager.set_value("session", "{}")
     with pytest.raises(TypeError):
-        manager.set_value("session", {"n": 1})
+        manager.set_value("session", {"n": 1})  # type: ignore[arg-type]
     assert manager["session"] == "{}"
 
 
@@ -137,7 +137,7 @@ def test_redis_backend_stores_utf8_text_verbatim(client: redis.Redis[bytes], red
     assert 0 < client.ttl(f"wsgisession:{sid}:session") <= 60
     assert manager["session"] == '{"s": "\u00e9"}' and "session" in manager and manager.keys() == ["session"]
     with pytest.raises(TypeError):
-        manager.set_value("session", b"{}")
+        manager.set_value("session", b"{}")  # type: ignore[arg-type]
     other = RedisNamespaceManager(new_session_id(), url=redis_url)
     other.set_value("session", "{}")
     manager.do_remove()

@@ -93,7 +93,7 @@ def file_locked(path: Path) -> bool:
     return False
 
 
-def ticker_stall(until: gevent.Greenlet[..., object]) -> float:
+def ticker_stall(until: gevent.Greenlet[[float], None]) -> float:
     """The longest gap (s) between wake-ups of a greenlet sleeping 5 ms, until ``until`` ends."""
     longest = 0.0
     last = time.monotonic()

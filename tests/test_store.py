@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import gevent
 import pytest
@@ -35,7 +35,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest, **options: float) -> Store:
+def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest, **options: Any) -> Store:
     if backend == "memory":
         return Store(type="memory", **options)
     if backend == "file":
@@ -196,7 +196,10 @@ def test_store_down_raises_store_unavailable_and_recovers(tmp_path: Path) -> Non
         process.terminate()
         process.wait(10)
         started = time.monotonic()
-        for operation in (lambda: store.read(sid), lambda: store.write(sid, "{}"), lambda: store.remove(sid)):
+        operations: list[Callable[[], object]] = [
+            lambda: store.read(sid), lambda: store.write(sid, "{}"), lambda: store.remove(sid)
+        ]
+        for operation in operations:
             with pytest.raises(StoreUnavailable) as caught:
                 operation()
             assert caught.value.backend == "redis" and caught.value.reason == "store_unavailable"
