@@ -35,7 +35,6 @@ setup(
             "mypy>=1.10",
             "types-redis",
             "types-gevent",
-            "playwright>=1.40",
         ],
     },
     entry_points={

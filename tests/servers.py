@@ -141,24 +141,52 @@ def gunicorn(ini: Path, *, workers: int = 1, extra_args: tuple[str, ...] = ()) -
         server.stop()
 
 
+class Redis:
+    """A private redis-server on 127.0.0.1 that a test can stop and start again.
+
+    ``persistent`` keeps an append-only file in ``directory``, so the server
+    finds its data again after a restart on the same port.
+    """
+
+    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
+        self.binary = binary
+        self.directory = directory
+        self.persistent = persistent
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
+             "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, process=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
 @contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
+def redis_server(directory: Path, *, persistent: bool = False) -> Iterator[str]:
     """A private redis-server on a free port; yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    redis = Redis(directory, persistent=persistent)
+    redis.start()
     try:
-        wait_for_port(port, process=process)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield redis.url
     finally:
-        process.terminate()
-        process.wait(10)
+        redis.stop()
 
 
 # -- clients ------------------------------------------------------------

@@ -51,6 +51,7 @@ class WsgiSessionApp:
         self.app = app
         #: the largest websocket frame or polling body accepted (read by our server handler)
         self.max_message_size = max_message_size
+        self.socketio_path = socketio_path
         self.manager = manager
         self.sockets = sockets
         self.sio = sockets.sio

@@ -115,7 +115,10 @@ class SessionCookie:
         of dropping the whole header. Raises :class:`NoCookie` or
         :class:`BadSignature`.
         """
-        values = parse_cookie(environ).getlist(self.name)
+        raw = str(environ.get("HTTP_COOKIE", ""))
+        # WSGI headers are latin-1 text; bytes that are not UTF-8 must not break parsing
+        raw = raw.encode("latin-1", "replace").decode("utf-8", "replace").encode("utf-8").decode("latin-1")
+        values = parse_cookie(raw).getlist(self.name)
         if not values:
             raise NoCookie("the request carries no session cookie")
         error: BadSignature | None = None

@@ -180,6 +180,12 @@ class SessionSockets:
             binding = self._bindings.get(sid)
             self.sio.emit("session_error", {"reason": "store_unavailable"}, to=sid, namespace=binding and binding[0])
             return None
+        except socketio.exceptions.ConnectionRefusedError:
+            raise
+        except Exception:
+            # the app's bug: log it, answer the ack empty so the client is not left waiting
+            log.exception("the handler %s failed for socket %s", getattr(handler, "__name__", handler), sid)
+            return None
 
     def _touch(self, session: SharedSession) -> None:
         """Slide the idle timeout on socket traffic, at most once per interval."""

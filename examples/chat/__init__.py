@@ -57,7 +57,7 @@ class ChatApp:
             self.template.replace("{{name}}", html.escape(str(data.get("name", "")), quote=True))
             .replace("{{feeling}}", html.escape(str(data.get("feeling", "")), quote=True))
             .replace("{{login_time}}", html.escape(str(data["login_time"])))
-            .replace("{{session_json}}", html.escape(json.dumps(data, indent=2, sort_keys=True)))
+            .replace("{{session_json}}", html.escape(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)))
         )
         return Response(body, mimetype="text/html", headers={"Cache-Control": "no-store"})
 
