@@ -5,5 +5,6 @@ Beaker's own file, dbm and Redis containers unpickle what they read
 namespace managers store and return ``str`` values only. They are registered
 as Beaker backends (``beaker.backends`` entry points ``wsgisession.file`` and
 ``wsgisession.redis``) and are what ``type = file`` and ``type = ext:redis``
-mean under wsgisession.
+mean under wsgisession. Being text-only, they serve wsgisession's store;
+Beaker's own ``Session`` (which hands them a dict) gets a ``TypeError``.
 """
