@@ -5,6 +5,7 @@ Beaker's own file, dbm and Redis containers unpickle what they read
 namespace managers store and return ``str`` values only. They are registered
 as Beaker backends (``beaker.backends`` entry points ``wsgisession.file`` and
 ``wsgisession.redis``) and are what ``type = file`` and ``type = ext:redis``
-mean under wsgisession. Being text-only, they serve wsgisession's store;
-Beaker's own ``Session`` (which hands them a dict) gets a ``TypeError``.
+mean under wsgisession. Used under plain Beaker instead, they still never
+unpickle, but Beaker's ``Session`` serializes the data itself before storing
+it, with pickle unless ``data_serializer = json``: set that, or it unpickles.
 """
