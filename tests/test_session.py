@@ -83,11 +83,13 @@ def test_rule3_nested_in_place_edits_are_saved(manager: SessionManager) -> None:
 
 
 def test_a_change_of_type_counts_as_a_change(manager: SessionManager) -> None:
-    session = saved_session(manager, flag=1)
+    session = saved_session(manager, flag=1, cfg={"flag": 1, "list": [1]})
     session["flag"] = True
+    session["cfg"]["flag"] = True
+    session["cfg"]["list"][0] = 1.0
     assert session.dirty
     session.save()
-    assert stored(manager, session.id) == {"flag": True}
+    assert stored(manager, session.id) == {"flag": True, "cfg": {"flag": True, "list": [1.0]}}
 
 
 def test_rule5_atomic_increments_never_lose_an_update(manager: SessionManager) -> None:

@@ -34,7 +34,29 @@ _EXPORTS = {
     "SharedSession": "session",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "BadOrigin",
+    "BadSignature",
+    "ConfigurationError",
+    "LockTimeout",
+    "NoCookie",
+    "SessionEnded",
+    "SessionExpired",
+    "SessionManager",
+    "SessionMiddleware",
+    "SessionNamespace",
+    "SessionRefused",
+    "SessionSockets",
+    "SessionValueError",
+    "SharedSession",
+    "StoreUnavailable",
+    "UnknownSession",
+    "WsgiSessionApp",
+    "WsgiSessionError",
+    "filter_app_factory",
+    "make_app",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from .app import WsgiSessionApp, filter_app_factory, make_app

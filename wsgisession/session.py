@@ -38,7 +38,15 @@ _MISSING = object()
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
+    """Equal as JSON would store them: ``1``, ``1.0`` and ``True`` differ, nested too."""
+    if type(a) is not type(b) or a != b:
+        return False
+    if isinstance(a, (dict, list)):  # == says 1 == True inside containers
+        try:
+            return json.dumps(a) == json.dumps(b)
+        except (TypeError, ValueError):
+            return False
+    return True
 
 
 class SharedSession(MutableMapping[str, Any]):
