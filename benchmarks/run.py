@@ -677,6 +677,9 @@ class Run:
                     time.sleep(0.5)
                     rss1 = rss_mb(target.proc.pid)
                     client.call({"cmd": "events", "event": "whoami", "per_socket": 1}, timeout=timeout)
+                    active = min(level, self.sizes.clients)
+                    few = measure(target, client, {"cmd": "events", "event": "incr", "sockets": active,
+                                                   "per_socket": self.sizes.events}, timeout=timeout)
                     answer = measure(target, client, {"cmd": "events", "event": "incr", "per_socket": per_socket},
                                      timeout=timeout)
             except RuntimeError as exc:
@@ -698,6 +701,8 @@ class Run:
                 "rss_before_mb": rss0, "rss_after_mb": rss1,
                 "rss_kb_per_connection": (rss1 - rss0) * 1024 / connected if connected else None,
                 "client_rss_mb": answer.get("client_rss_mb"), "events_per_socket": per_socket,
+                "active": {k: v for k, v in event_record(target, "incr", 0, few).items()
+                           if k not in ("section", "round", "target", "workload")} | {"sockets": active},
             })
             record["ok"] = record["ok"] and connected == level
             self.records.append(record)
@@ -871,14 +876,22 @@ def fmt(value: Any, kind: str = "") -> str:
     return str(value)
 
 
+TABLE_STYLE = {"rst": False}
+
+
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table (or an RST simple table with ``--render --rst``); empty without rows."""
     if not rows:
         return ""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
+    if TABLE_STYLE["rst"]:
+        rule = line(["=" * w for w in widths])
+        rows = [[c.replace("*", "\\*") for c in r] for r in rows]
+        return "\n".join([f"\n{title}\n", rule, line(header), rule, *(line(r) for r in rows), rule])
     out = [f"\n{title}", line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     return "\n".join(out)
@@ -933,16 +946,22 @@ def report(summary: dict[str, Any], sizes: Sizes, notes: list[str]) -> str:
     parts.append(table(f"4. Keep-alive HTTP GET /n, {sizes.keepalive} sequential requests on one connection "
                        "(ms, median of rounds)", ["server", "p50", "p90", "p99", "max", "> 30 ms"], rows))
     if summary["scale"]:
-        rows = [[str(s["connections"]), str(s.get("connected")), fmt(s.get("connect_per_s"), "rate"),
-                 fmt(s.get("connect_p99_us"), "ms"), fmt(s.get("connect_server_cpu_us"), "us"),
-                 fmt(s.get("rss_kb_per_connection"), "us"),
-                 fmt(s.get("events_per_s"), "rate"), fmt(s.get("p50_us"), "ms"), fmt(s.get("p99_us"), "ms"),
-                 fmt(s.get("server_cpu_us_per_event"), "us"), fmt(s.get("client_cpu_util"), "pct")]
-                for s in summary["scale"]]
-        parts.append(table("5. Scale: one `wsgisession serve`, N sockets each with its own session, all sending incr",
-                           ["N", "connected", "connect/s", "connect p99 ms", "srv us/connect", "KB/conn", "incr/s",
-                            "p50 ms", "p99 ms",
-                            "srv us/ev", "client CPU"], rows))
+        rows = []
+        for s in summary["scale"]:
+            a = s.get("active") or {}
+            rows.append([str(s["connections"]), str(s.get("connected")), fmt(s.get("connect_per_s"), "rate"),
+                         fmt(s.get("connect_p99_us"), "ms"), fmt(s.get("connect_server_cpu_us"), "us"),
+                         fmt(s.get("rss_kb_per_connection"), "us"),
+                         fmt(a.get("events_per_s"), "rate"), fmt(a.get("p99_us"), "ms"),
+                         fmt(a.get("server_cpu_us_per_event"), "us"),
+                         fmt(s.get("events_per_s"), "rate"), fmt(s.get("p50_us"), "ms"), fmt(s.get("p99_us"), "ms"),
+                         fmt(s.get("server_cpu_us_per_event"), "us"), fmt(s.get("client_cpu_util"), "pct")])
+        parts.append(table(
+            f"5. Scale: one `wsgisession serve`, N sockets each with its own session; incr from "
+            f"{sizes.clients} of them ('{sizes.clients} active'), then from all at once ('all')",
+            ["N", "connected", "connect/s", "connect p99 ms", "srv us/connect", "KB/conn",
+             "active incr/s", "active p99 ms", "active us/ev", "all incr/s", "all p50 ms", "all p99 ms",
+             "all us/ev", "client CPU"], rows))
     for target, workloads in (summary.get("profiles") or {}).items():
         for workload, prof in workloads.items():
             title = f"Profile {target} {workload} ({prof['samples']} py-spy samples; {prof['file']})"
@@ -1046,6 +1065,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and client to separate cores")
     parser.add_argument("--output", help="the JSON file (default benchmarks/results/<date>-<host>[-quick].json)")
     parser.add_argument("--keep", action="store_true", help="keep benchmarks/.tmp/<run>/ (logs, session files)")
+    parser.add_argument("--render", metavar="JSON", help="run nothing: print the tables of a saved result")
+    parser.add_argument("--rst", action="store_true", help="with --render: reStructuredText tables (README.rst)")
     return parser.parse_args(argv)
 
 
@@ -1100,6 +1121,15 @@ def output_path(args: argparse.Namespace, info: dict[str, Any]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        TABLE_STYLE["rst"] = args.rst
+        saved_sizes = Sizes(**{**saved["sizes"], "scale_levels": tuple(saved["sizes"]["scale_levels"])})
+        print(report(saved["summary"], saved_sizes, saved.get("notes", [])))
+        machine_info = saved["machine"]
+        print(f"{machine_info['date']}, {machine_info['cpu_model']}, {machine_info['cpus']} cores, Python "
+              f"{machine_info['python']}, node {machine_info['node']}: {' '.join(machine_info['command'][1:])}")
+        return 0
     sizes = sizes_of(args)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
     if args.scale:
@@ -1136,7 +1166,7 @@ def main(argv: list[str] | None = None) -> int:
                 targets = [t for t in targets if bench.start_target(t)]
             keepalive = bench.keepalive_servers(workdir) if "keepalive" in sections else []
             keepalive = [t for t in keepalive if bench.start_target(t)]
-            for rnd in range(sizes.rounds):
+            for rnd in range(sizes.rounds if sections & {"events", "mixed", "keepalive"} else 0):
                 bench.log(f"round {rnd + 1}/{sizes.rounds}")
                 if "events" in sections:
                     for target in rotate([t for t in targets if t.workloads], rnd):

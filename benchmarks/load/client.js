@@ -10,8 +10,8 @@
 //       GET /login?user=<prefix><i> N times; keeps each session's cookies.
 //   {"cmd": "connect", "per_session": K, "concurrency": 100}
 //       K websocket-only sockets per session (Cookie + same Origin in the handshake).
-//   {"cmd": "events", "event": "incr", "per_socket": M, "payload": P}
-//       every socket sends M acknowledged events one after the other, all sockets at once.
+//   {"cmd": "events", "event": "incr", "per_socket": M, "payload": P, "sockets": K}
+//       every socket (or the first K) sends M acknowledged events one after the other, all at once.
 //   {"cmd": "mixed", "http_loops": H, "socket_loops": S, "per_loop": M}
 //       per session H HTTP loops of GET /incr (keep-alive) and S socket loops of `incr`,
 //       all at once; then GET /n per session: acked increments vs the counter's growth.
@@ -187,7 +187,7 @@ function allSockets() {
 }
 
 async function events(cmd) {
-  const list = allSockets();
+  const list = cmd.sockets ? allSockets().slice(0, cmd.sockets) : allSockets();
   const perSocket = cmd.per_socket;
   const latencies = new Float64Array(list.length * perSocket);
   let n = 0;
