@@ -108,32 +108,35 @@ class SessionManager:
             return True
         return bool(self.absolute_timeout and now - record.created > self.absolute_timeout)
 
-    def read(self, session_id: str) -> tuple[Record, str] | None:
-        """The live record of an id and its text; ``None`` if missing or expired."""
-        text = self.store.read(session_id)
+    def _parse(self, session_id: str, text: str | None) -> Record | None:
         if text is None:
             return None
         try:
-            record = self.decode(text)
+            return self.decode(text)
         except (ValueError, KeyError, TypeError):
-            security_log.warning("unreadable session record %s dropped", self.fingerprint(session_id))
+            security_log.warning("unreadable session record %s ignored", self.fingerprint(session_id))
             return None
-        if self.expired(record):
+
+    def read(self, session_id: str) -> tuple[Record, str] | None:
+        """The live record of an id and its text; ``None`` if missing or expired."""
+        text = self.store.read(session_id)
+        record = self._parse(session_id, text)
+        if record is None or self.expired(record):
             return None
-        return record, text
+        return record, str(text)
 
     def load(self, session_id: str) -> tuple[Record, str]:
         """Like :meth:`read` but raising UnknownSession or SessionExpired."""
         if not is_session_id(session_id):
             raise UnknownSession("not a session id")
         text = self.store.read(session_id)
-        if text is None:
+        record = self._parse(session_id, text)
+        if record is None:
             raise UnknownSession("no such session")
-        found = self.read(session_id)
-        if found is None:
+        if self.expired(record):
             self.end(session_id, reason="expired")
             raise SessionExpired()
-        return found
+        return record, str(text)
 
     def write(self, session_id: str, record: Record) -> str:
         text = self.encode(record)

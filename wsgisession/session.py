@@ -217,11 +217,13 @@ class SharedSession(MutableMapping[str, Any]):
         if self.ended:
             raise SessionEnded(f"the session was ended ({self.ended})", reason=self.ended)
         manager = self._manager
-        self._ensure()
+        self.accessed_now = True
         outer = self._locked_base
         with manager.store.lock(self.id):
             sets, dels = self.changes()
-            if not outer:
+            if self._pending_load:
+                self._ensure()  # the first load is fresh already: we hold the lock
+            elif not outer:
                 found = manager.read(self.id)
                 if found is not None:
                     self._adopt(*found)
