@@ -38,7 +38,9 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/pip install --quiet -r benchmarks/requirements.txt
+	npm install --prefix benchmarks/peers/node --no-audit --no-fund --loglevel=error
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules data build *.egg-info .pytest_cache .mypy_cache
