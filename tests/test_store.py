@@ -226,3 +226,47 @@ def test_store_file_root_is_private(tmp_path: Path) -> None:
     store.write(sid, "{}")
     modes = {oct(os.stat(p).st_mode & 0o777) for p in (tmp_path / "sessions").rglob("*")}
     assert modes <= {"0o700", "0o600"}
+
+
+# -- Redis: the lock carries the read and the write ---------------------------
+def redis_calls(url: str) -> dict[str, int]:
+    """Calls per command; commands run inside a script count too."""
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+@pytest.mark.redis
+def test_redis_atomic_update_takes_two_round_trips(redis_url: str) -> None:
+    store = Store(type="ext:redis", url=redis_url)
+    sid = new_session_id()
+    store.write(sid, '{"n": 0}')
+    with store.lock(sid):  # loads the scripts once
+        pass
+    before = redis_calls(redis_url)
+    with store.lock(sid):
+        assert store.read(sid) == '{"n": 0}'  # read when the lock was taken
+        store.write(sid, '{"n": 1}')
+        assert store.read(sid) == '{"n": 1}'  # the staged write is what this holder sees
+    after = redis_calls(redis_url)
+    delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0) and k not in ("hello", "info")}
+    # two round trips: EVALSHA (SET NX + GET) and EVALSHA (GET token + SET + DEL)
+    assert delta == {"evalsha": 2, "set": 2, "get": 2, "del": 1}
+    assert store.read(sid) == '{"n": 1}'
+    with store.lock(sid):
+        store.remove(sid)
+        assert store.read(sid) is None
+    assert store.read(sid) is None
+
+
+@pytest.mark.redis
+def test_redis_save_after_the_lock_expired_writes_nothing(redis_url: str) -> None:
+    store = Store(type="ext:redis", url=redis_url, lock_ttl=0.2)
+    sid = new_session_id()
+    store.write(sid, "old")
+    client = redis.Redis.from_url(redis_url)
+    with pytest.raises(LockTimeout, match="expired before the save"):
+        with store.lock(sid):
+            client.delete(f"wsgisession-lock:{sid}")  # as if a pause outlived the TTL
+            client.set(f"wsgisession-lock:{sid}", "someone else")
+            store.write(sid, "stale")
+    assert store.read(sid) == "old"

@@ -6,8 +6,10 @@ nothing). The first holder in a process also takes a *store lock* that
 serializes processes: :class:`FileLock` (a non-blocking ``flock`` polled with
 gevent sleeps, never a blocking call that would freeze the process) or
 :class:`RedisLock` (a Redis lock with a short TTL, renewed while held, so a
-holder that dies frees it within the TTL). Every wait is bounded and ends in
-:class:`~wsgisession.errors.LockTimeout`.
+holder that dies frees it within the TTL; its Lua scripts also read the session
+when the lock is taken and write it when the lock is released, so an atomic
+update costs two round trips, and a holder whose lock expired writes nothing).
+Every wait is bounded and ends in :class:`~wsgisession.errors.LockTimeout`.
 
     registry = LockRegistry(timeout=5.0, store_lock=lambda sid: FileLock(path_for(sid)))
     with registry.hold(session_id):
@@ -20,8 +22,9 @@ import fcntl
 import logging
 import os
 import time
+import weakref
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import gevent
 import gevent.lock
@@ -30,7 +33,6 @@ from .errors import LockTimeout
 
 if TYPE_CHECKING:
     import redis
-    import redis.lock
 
 log = logging.getLogger(__name__)
 
@@ -104,48 +106,121 @@ class FileLock:
             os.close(fd)  # closing the last descriptor drops the flock
 
 
-class RedisLock:
-    """A Redis lock with a short TTL, renewed by a greenlet while it is held."""
+_ACQUIRE = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('get', KEYS[2])}
+end
+return {0}
+"""
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+# ARGV: token, operation ('' | 'set' | 'del'), value, expiry seconds ('' for none)
+_RELEASE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == 'set' then
+  if ARGV[4] ~= '' then redis.call('set', KEYS[2], ARGV[3], 'EX', ARGV[4]) else redis.call('set', KEYS[2], ARGV[3]) end
+elseif ARGV[2] == 'del' then
+  redis.call('del', KEYS[2])
+end
+redis.call('del', KEYS[1])
+return 1
+"""
+_UNREAD = object()
+_SCRIPTS: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Any]] = weakref.WeakKeyDictionary()
 
-    def __init__(self, client: redis.Redis[bytes], name: str, *, ttl: float) -> None:
-        self._lock: redis.lock.Lock = client.lock(name, timeout=ttl, thread_local=False)
+
+def _scripts(client: redis.Redis[bytes]) -> tuple[Any, Any, Any]:
+    """The lock's Lua scripts, registered once per client (then run by SHA)."""
+    scripts = _SCRIPTS.get(client)
+    if scripts is None:
+        scripts = (client.register_script(_ACQUIRE), client.register_script(_RENEW), client.register_script(_RELEASE))
+        _SCRIPTS[client] = scripts
+    return scripts
+
+
+class RedisLock:
+    """A Redis lock with a short TTL, renewed while held, that can carry the data key.
+
+    With ``data_key`` the lock reads that key in the same round trip that takes
+    the lock (:attr:`value`), and a write or delete made while it is held
+    (:meth:`stage`) happens in the round trip that releases it, only if the
+    lock is still ours: a holder that lost its lock (a pause longer than the
+    TTL) cannot overwrite the next holder's save.
+    """
+
+    def __init__(self, client: redis.Redis[bytes], name: str, *, ttl: float, data_key: str | None = None) -> None:
+        self._client = client
+        self._acquire_script, self._renew_script, self._release_script = _scripts(client)
+        self._name = name
+        self._data_key = data_key or name
         self._ttl = ttl
-        self._renewer: gevent.Greenlet[[], None] | None = None
+        self._token = os.urandom(16).hex()
+        self._timer: Any = None
+        self.value: object = _UNREAD
+        self._staged: tuple[str, str, str] = ("", "", "")
+
+    @property
+    def prefetched(self) -> bool:
+        return self.value is not _UNREAD
+
+    def stage(self, operation: str, value: str = "", expiry: int | None = None) -> None:
+        """Write (``set``) or delete (``del``) the data key when the lock is released."""
+        self._staged = (operation, value, "" if expiry is None else str(int(expiry)))
+        self.value = value.encode("utf-8") if operation == "set" else None
 
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         poll = _POLL_MIN
-        while not self._lock.acquire(blocking=False):
+        ttl_ms = str(max(1, int(self._ttl * 1000)))
+        while True:
+            result = self._acquire_script(keys=[self._name, self._data_key], args=[self._token, ttl_ms])
+            if result[0] == 1:
+                break
             if time.monotonic() >= deadline:
                 raise LockTimeout(_timeout_message(timeout), timeout=timeout)
             poll = _backoff(poll)
-        self._renewer = gevent.spawn(self._renew)
+        if self._data_key != self._name:
+            self.value = result[1]
+        self._timer = gevent.get_hub().loop.timer(self._ttl / 3, self._ttl / 3)
+        self._timer.start(lambda: gevent.spawn(self._renew))
 
     def _renew(self) -> None:
-        from redis.exceptions import LockNotOwnedError
-
-        while True:
-            gevent.sleep(self._ttl / 3)
-            try:
-                self._lock.reacquire()
-            except LockNotOwnedError:  # expired (a pause longer than the TTL): another may own it now
-                log.warning("a session lock expired while held; stopped renewing it")
-                return
-            except Exception as exc:  # Redis unreachable: try again, it may still be ours
+        if self._timer is None:
+            return  # released meanwhile
+        try:
+            renewed = self._renew_script(keys=[self._name], args=[self._token, str(int(self._ttl * 1000))])
+        except Exception as exc:  # Redis unreachable: try again, it may still be ours
+            if self._timer is not None:
                 log.warning("could not renew a session lock: %s", exc)
+            return
+        if not renewed and self._timer is not None:
+            log.warning("a session lock expired while held; stopped renewing it")
+            self._stop_timer()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
 
     def release(self) -> None:
-        from redis.exceptions import LockNotOwnedError
-
-        if self._renewer is not None:
-            self._renewer.kill()  # waits, so it cannot renew after the release below
-            self._renewer = None
+        self._stop_timer()
+        operation, value, expiry = self._staged
+        self._staged = ("", "", "")
         try:
-            self._lock.release()
-        except LockNotOwnedError:
-            log.warning("a session lock expired before it was released")
-        except Exception as exc:  # Redis unreachable: the lock expires by itself within the TTL
+            released = self._release_script(
+                keys=[self._name, self._data_key], args=[self._token, operation, value, expiry]
+            )
+        except Exception as exc:
+            if operation:
+                raise  # the staged save did not happen: the caller must know
             log.warning("could not release a session lock (it expires within %.3gs): %s", self._ttl, exc)
+            return
+        if not released:
+            log.warning("a session lock expired before it was released")
+            if operation:
+                raise LockTimeout("the session lock expired before the save; nothing was written", timeout=self._ttl)
 
 
 class _Entry:
@@ -169,6 +244,13 @@ class LockRegistry:
     def __len__(self) -> int:
         """The number of session ids currently held or waited for."""
         return len(self._entries)
+
+    def held(self, key: str) -> StoreLock | None:
+        """The store lock of ``key`` if the current greenlet holds it."""
+        entry = self._entries.get(key)
+        if entry is None or entry.store_lock is None or not entry.lock._is_owned():  # type: ignore[attr-defined]
+            return None
+        return entry.store_lock
 
     @contextmanager
     def hold(self, key: str, *, timeout: float | None = None) -> Iterator[None]:

@@ -108,7 +108,15 @@ class Store:
         return FileLock(FileNamespaceManager(session_id, **self._options).lock_path())
 
     def _redis_lock(self, session_id: str) -> StoreLock:
-        return RedisLock(self._redis, f"wsgisession-lock:{session_id}", ttl=self._lock_ttl)
+        data_key = self._manager(session_id).key(_KEY)
+        return RedisLock(self._redis, f"wsgisession-lock:{session_id}", ttl=self._lock_ttl, data_key=data_key)
+
+    def _held(self, session_id: str) -> RedisLock | None:
+        """The Redis lock this greenlet holds on a session: it carries reads and writes."""
+        if self.backend != "redis":
+            return None
+        lock = self.locks.held(session_id)
+        return lock if isinstance(lock, RedisLock) and lock.prefetched else None
 
     def _fault(self, exc: BaseException) -> StoreUnavailable:
         log.error("the %s session store is unavailable: %s", self.backend, exc)
@@ -116,6 +124,9 @@ class Store:
 
     def read(self, session_id: str) -> str | None:
         """The stored text of a session, or ``None`` if there is none."""
+        held = self._held(session_id)
+        if held is not None:  # read when the lock was taken, or staged since
+            return _text(held.value)
         manager = self._existing(session_id)
         if manager is None:
             return None
@@ -128,6 +139,10 @@ class Store:
 
     def write(self, session_id: str, text: str, *, ttl: int | None = None) -> None:
         """Store ``text``; ``ttl`` (seconds) lets the backend expire it."""
+        held = self._held(session_id)
+        if held is not None:
+            held.stage("set", text, ttl)  # written when the lock is released, if still ours
+            return
         try:
             self._manager(session_id).set_value(_KEY, text, expiretime=ttl)
         except _FAULTS as exc:
@@ -135,6 +150,10 @@ class Store:
 
     def remove(self, session_id: str) -> None:
         """Forget a session (no error if it is already gone)."""
+        held = self._held(session_id)
+        if held is not None:
+            held.stage("del")
+            return
         manager = self._existing(session_id)
         if manager is None:
             return
@@ -173,4 +192,17 @@ class _Guarded(AbstractContextManager[None]):
             raise self._store._fault(exc) from exc
 
     def __exit__(self, *exc_info: Any) -> bool | None:
-        return self._inner.__exit__(*exc_info)
+        try:
+            return self._inner.__exit__(*exc_info)
+        except _FAULTS as exc:  # a staged save failed when the lock was released
+            raise self._store._fault(exc) from exc
+
+
+def _text(value: object) -> str | None:
+    """A value read from Redis as text; ``None`` if missing or not UTF-8."""
+    if not isinstance(value, bytes):
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
