@@ -274,8 +274,8 @@ class Target:
 
 
 def ours(store: str, directory: Path, redis_url: str | None, *, locking: bool = True,
-         workloads: tuple[str, ...] = WORKLOADS, file_root: Path | None = None) -> Target:
-    name = f"wsgisession/{store}" + ("" if locking else "/nolock")
+         workloads: tuple[str, ...] = WORKLOADS, file_root: Path | None = None, sync: bool = False) -> Target:
+    name = f"wsgisession/{store}" + ("" if locking else "/nolock") + ("/sync" if sync else "")
     settings: dict[str, Any] = {"beaker.session.secret": SECRET, "beaker.session.timeout": 3600}
     if store == "redis":
         settings.update({"beaker.session.type": "ext:redis", "beaker.session.url": redis_url,
@@ -286,6 +286,8 @@ def ours(store: str, directory: Path, redis_url: str | None, *, locking: bool = 
         settings["beaker.session.data_dir"] = str((file_root or directory) / name.replace("/", "-"))
     if not locking:
         settings["wsgisession.locking"] = "false"
+    if sync:  # python-socketio's async_handlers=False: a connection's events run in order, in its reader
+        settings["socketio.async_handlers"] = "false"
     ini = write_ini(directory, name=name.replace("/", "-") + ".ini", **settings)
     return Target(name, "wsgisession", store, workloads=workloads, locking=locking,
                   launch=lambda port: [str(BIN / "wsgisession"), "serve", str(ini), "--port", str(port)])
@@ -306,6 +308,8 @@ def build_targets(directory: Path, redis_url: str | None, have: dict[str, bool],
     targets = [ours(store, directory, redis_url, file_root=file_root) for store in stores]
     targets += [ours(store, directory, redis_url, locking=False, workloads=("incr",), file_root=file_root)
                 for store in stores]
+    targets += [ours(store, directory, redis_url, file_root=file_root, sync=True)
+                for store in stores if store != "file"]
     targets.append(Target("bare-socketio", "bare", "none", workloads=("echo",), mixed=False,
                           launch=python_peer("bare_socketio.py")))
     for store in ["file"] + (["redis"] if redis_url else []):

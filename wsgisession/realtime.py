@@ -21,13 +21,15 @@ reason and are disconnected; when it is rotated, they follow the new id.
 from __future__ import annotations
 
 import logging
+import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
 import socketio
 
 from .errors import SessionEnded, SessionRefused, StoreUnavailable, WsgiSessionError
-from .fanout import LifecycleRedisManager, publish
+from .lifecycle import Lifecycle
 from .manager import SessionManager
 from .origins import OriginPolicy
 from .session import SharedSession
@@ -40,6 +42,13 @@ security_log = logging.getLogger("wsgisession.security")
 
 Handler = Callable[..., Any]
 _TAMPERING = {"bad_signature", "bad_origin"}
+_LIVE: weakref.WeakSet[SessionSockets] = weakref.WeakSet()
+
+
+def drain_all(timeout: float) -> None:
+    """Gracefully stop every :class:`SessionSockets` of this process (see :meth:`SessionSockets.drain`)."""
+    for sockets in list(_LIVE):
+        sockets.drain(timeout)
 
 
 class SessionSockets:
@@ -63,11 +72,10 @@ class SessionSockets:
         self._bindings: dict[str, tuple[str, str]] = {}  # sid -> (namespace, session id)
         self._handlers: dict[str, dict[str, Handler]] = {}
         self._last_touch: dict[str, float] = {}
-        self.sweep_interval = sweep_interval
-        self._sweeper: gevent.Greenlet[[], None] | None = None
-        if isinstance(self.sio.manager, LifecycleRedisManager):
-            self.sio.manager.receiver = self._receive
-        manager.listeners.append(self)
+        self.lifecycle = Lifecycle(self, sweep_interval=sweep_interval)
+        self._in_flight = 0
+        self.draining = False
+        _LIVE.add(self)
 
     # -- registration ----------------------------------------------------
     def on(self, event: str, handler: Handler | None = None, *, namespace: str = "/") -> Any:
@@ -120,7 +128,7 @@ class SessionSockets:
         if session is not None:
             self._bindings[sid] = (namespace, session.id)
             self.sio.enter_room(sid, self.room(session.id), namespace=namespace)
-            self._start_sweeper()
+            self.lifecycle.start_sweeper()
         if handler is None:
             return None
         try:
@@ -163,6 +171,37 @@ class SessionSockets:
         return self._call(sid, self.session_of(sid), handler, args)
 
     def _call(self, sid: str, session: SharedSession | None, handler: Handler, args: tuple[Any, ...]) -> Any:
+        if self.draining:  # stopping: the client reconnects to another worker and sends it again
+            self.sio.disconnect(sid, namespace=self._namespace_of(sid), ignore_queue=True)
+            return None
+        self._in_flight += 1
+        try:
+            return self._run(sid, session, handler, args)
+        finally:
+            self._in_flight -= 1
+
+    def _namespace_of(self, sid: str) -> str:
+        binding = self._bindings.get(sid)
+        return binding[0] if binding else "/"
+
+    def drain(self, timeout: float) -> None:
+        """Stop gracefully: let the events in flight finish and save, then disconnect every socket.
+
+        Events that arrive meanwhile are not run: their sockets are disconnected,
+        and clients reconnect (with their cookie) to a worker that is not stopping.
+        """
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        while self._in_flight and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        if self._in_flight:
+            log.warning("stopping with %d socket events still running", self._in_flight)
+        for namespace in list(self._handlers):
+            for sid, _ in list(self.sio.manager.get_participants(namespace, None)):
+                self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
+        self.stop()
+
+    def _run(self, sid: str, session: SharedSession | None, handler: Handler, args: tuple[Any, ...]) -> Any:
         try:
             result = handler(sid, session, *args)
             if session is not None:
@@ -173,7 +212,7 @@ class SessionSockets:
         except SessionEnded as exc:
             binding = self._bindings.get(sid)
             if binding is not None:
-                self._end_socket(binding[0], sid, exc.reason)
+                self.end_socket(binding[0], sid, exc.reason)
             return None
         except StoreUnavailable:
             log.error("event of socket %s not handled: the session store is unavailable", sid)
@@ -198,6 +237,9 @@ class SessionSockets:
         session.touch()
         self._last_touch[session.id] = now
 
+    def forget_touch(self, session_id: str) -> None:
+        self._last_touch.pop(session_id, None)
+
     # -- rooms -----------------------------------------------------------
     def room(self, session_id: str) -> str:
         """The room of a session's sockets: a keyed hash, never the raw id."""
@@ -213,70 +255,24 @@ class SessionSockets:
 
     def disconnect_session(self, session_id: str, *, reason: str = "disconnected") -> None:
         """Send ``session_ended`` to every socket of a session, in every process, and disconnect them."""
-        publish(self.sio, "ended", {"room": self.room(session_id), "reason": reason}, self._receive)
+        self.lifecycle.end_sockets(session_id, reason=reason)
 
-    def _end_socket(self, namespace: str, sid: str, reason: str) -> None:
+    def end_socket(self, namespace: str, sid: str, reason: str) -> None:
+        """Tell one local socket its session ended (``session_ended``) and disconnect it."""
         self._bindings.pop(sid, None)
         self.sio.emit("session_ended", {"reason": reason}, to=sid, namespace=namespace, ignore_queue=True)
         self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
 
-    def _receive(self, event: str, payload: dict[str, Any]) -> None:
-        """A lifecycle message from any process (this one included)."""
-        if event == "ended":
-            room, reason = str(payload["room"]), str(payload["reason"])
-            for namespace in list(self._handlers):
-                for sid, _ in list(self.sio.manager.get_participants(namespace, room)):
-                    self._end_socket(namespace, sid, reason)
-        elif event == "rotated":
-            old_id, new_id = str(payload["old"]), str(payload["new"])
-            for sid, (namespace, bound) in list(self._bindings.items()):
-                if bound == old_id:
-                    self._bindings[sid] = (namespace, new_id)
-                    self.sio.leave_room(sid, self.room(old_id), namespace=namespace)
-                    self.sio.enter_room(sid, self.room(new_id), namespace=namespace)
+    def bindings(self) -> dict[str, tuple[str, str]]:
+        """This process's sockets: sid -> (namespace, session id). Do not modify."""
+        return self._bindings
 
-    # -- manager listener ------------------------------------------------
-    def session_ended(self, session_id: str, reason: str) -> None:
-        self._last_touch.pop(session_id, None)
-        self.disconnect_session(session_id, reason=reason)
-
-    def session_rotated(self, old_id: str, new_id: str) -> None:
-        self._last_touch.pop(old_id, None)
-        publish(self.sio, "rotated", {"old": old_id, "new": new_id}, self._receive)
-
-    # -- expiry sweep ----------------------------------------------------
-    def _start_sweeper(self) -> None:
-        if self.sweep_interval and (self._sweeper is None or self._sweeper.dead):
-            self._sweeper = gevent.spawn(self._sweep_forever)
+    def namespaces(self) -> list[str]:
+        return list(self._handlers)
 
     def stop(self) -> None:
-        """Stop the periodic sweep (it restarts with the next connection)."""
-        if self._sweeper is not None:
-            self._sweeper.kill()
-            self._sweeper = None
-
-    def _sweep_forever(self) -> None:
-        assert self.sweep_interval
-        while self._bindings:
-            gevent.sleep(self.sweep_interval)
-            try:
-                self.sweep()
-            except WsgiSessionError as exc:  # the store is down: try again next time
-                log.warning("session sweep skipped: %s", exc)
-
-    def sweep(self) -> int:
-        """End the sockets of this process whose session expired or vanished; returns how many sessions."""
-        ended = 0
-        for session_id in {bound for _, bound in list(self._bindings.values())}:
-            if self.manager.read(session_id) is not None:
-                continue
-            reason = "expired" if self.manager.store.read(session_id) is not None else "logout"
-            if reason == "expired":
-                self.manager.end(session_id, reason="expired")  # tells every process
-            else:
-                self._receive("ended", {"room": self.room(session_id), "reason": reason})
-            ended += 1
-        return ended
+        """Stop the periodic expiry sweep (it restarts with the next connection)."""
+        self.lifecycle.stop()
 
 
 class SessionNamespace(socketio.Namespace):  # type: ignore[misc]

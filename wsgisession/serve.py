@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from paste.deploy import loadapp
 
     from .errors import WsgiSessionError
+    from .realtime import drain_all
     from .worker import make_server
 
     try:
@@ -79,11 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("serving %s on http://%s:%s/", args.config, host, port)
 
     def stop(*_: object) -> None:
-        log.info("stopping: letting in-flight requests finish (up to %ss)", args.stop_timeout)
-        server.stop(timeout=args.stop_timeout)
+        log.info("stopping: letting in-flight requests and events finish (up to %ss)", args.stop_timeout)
+        server.close()  # no new connections; keep-alive ones close after their current response
+        drain_all(args.stop_timeout / 2)
+        server.stop(timeout=args.stop_timeout / 2)
 
-    gevent.signal.signal(15, stop)
-    gevent.signal.signal(2, stop)
+    gevent.signal.signal(15, lambda *_: gevent.spawn(stop))
+    gevent.signal.signal(2, lambda *_: gevent.spawn(stop))
     server.serve_forever()
     return 0
 

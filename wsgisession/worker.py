@@ -21,6 +21,8 @@ import io
 import socket
 from typing import Any
 
+import gevent
+
 from gevent.pywsgi import Input, WSGIServer
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
@@ -53,6 +55,12 @@ class Handler(WebSocketHandler):  # type: ignore[misc]
             self.websocket = websocket
             self.environ["wsgi.websocket"] = websocket
         return result
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if self.server.closed and self.environ.get("wsgi.websocket") is None:
+            # stopping: this response is the connection's last; the client's next request goes elsewhere
+            headers = [h for h in headers if h[0].lower() != "connection"] + [("Connection", "close")]
+        return super().start_response(status, headers, exc_info)
 
     def run_application(self) -> None:
         path = self.environ.get("PATH_INFO") or ""
@@ -97,6 +105,18 @@ def make_server(listener: Any, app: Any, **kwargs: Any) -> WSGIServer:
 
 
 class Worker(GeventWebSocketWorker):  # type: ignore[misc]
-    """gunicorn's gevent worker with WebSocket support and our handler."""
+    """gunicorn's gevent worker with WebSocket support and our handler.
+
+    On a graceful stop (SIGTERM, or SIGHUP to the master) it lets the socket
+    events in flight finish and save, then disconnects the sockets, so clients
+    reconnect to a new worker; keep-alive HTTP connections are closed after
+    their current response.
+    """
 
     wsgi_handler = Handler
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        from .realtime import drain_all
+
+        super().handle_exit(sig, frame)
+        gevent.spawn(drain_all, max(1.0, float(self.cfg.graceful_timeout) - 1.0))

@@ -1,0 +1,101 @@
+"""Session lives reach sockets: endings, rotations and expiry, in every process.
+
+:class:`Lifecycle` listens to the :class:`~wsgisession.manager.SessionManager`.
+When a session ends (logout, expiry, ``disconnect_session``) every socket bound
+to it, in every worker and host, gets ``session_ended`` with the reason and is
+disconnected; when a session changes id (login rotation) its sockets follow.
+Messages go over python-socketio's Redis message queue when one is configured
+(:mod:`wsgisession.fanout`), else stay in the process. A periodic sweep ends
+this process's sockets whose session expired or vanished while they were
+silent.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import gevent
+
+from .errors import WsgiSessionError
+from .fanout import LifecycleRedisManager, publish
+
+if TYPE_CHECKING:
+    from .realtime import SessionSockets
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    """Ends, rebinds and sweeps the sockets of sessions."""
+
+    def __init__(self, sockets: SessionSockets, *, sweep_interval: float | None = 30.0) -> None:
+        self.sockets = sockets
+        self.sweep_interval = sweep_interval
+        self._sweeper: gevent.Greenlet[[], None] | None = None
+        if isinstance(sockets.sio.manager, LifecycleRedisManager):
+            sockets.sio.manager.receiver = self.receive
+        sockets.manager.listeners.append(self)
+
+    # -- manager listener ------------------------------------------------
+    def session_ended(self, session_id: str, reason: str) -> None:
+        self.sockets.forget_touch(session_id)
+        self.end_sockets(session_id, reason=reason)
+
+    def session_rotated(self, old_id: str, new_id: str) -> None:
+        self.sockets.forget_touch(old_id)
+        publish(self.sockets.sio, "rotated", {"old": old_id, "new": new_id}, self.receive)
+
+    def end_sockets(self, session_id: str, *, reason: str) -> None:
+        """End a session's sockets in every process."""
+        publish(self.sockets.sio, "ended", {"room": self.sockets.room(session_id), "reason": reason}, self.receive)
+
+    # -- messages from any process (this one included) ---------------------
+    def receive(self, event: str, payload: dict[str, Any]) -> None:
+        sockets = self.sockets
+        if event == "ended":
+            room, reason = str(payload["room"]), str(payload["reason"])
+            for namespace in sockets.namespaces():
+                for sid, _ in list(sockets.sio.manager.get_participants(namespace, room)):
+                    sockets.end_socket(namespace, sid, reason)
+        elif event == "rotated":
+            old_id, new_id = str(payload["old"]), str(payload["new"])
+            bindings = sockets.bindings()
+            for sid, (namespace, bound) in list(bindings.items()):
+                if bound == old_id:
+                    bindings[sid] = (namespace, new_id)
+                    sockets.sio.leave_room(sid, sockets.room(old_id), namespace=namespace)
+                    sockets.sio.enter_room(sid, sockets.room(new_id), namespace=namespace)
+
+    # -- expiry sweep ----------------------------------------------------
+    def start_sweeper(self) -> None:
+        if self.sweep_interval and (self._sweeper is None or self._sweeper.dead):
+            self._sweeper = gevent.spawn(self._sweep_forever)
+
+    def stop(self) -> None:
+        """Stop the periodic sweep (it restarts with the next connection)."""
+        if self._sweeper is not None:
+            self._sweeper.kill()
+            self._sweeper = None
+
+    def _sweep_forever(self) -> None:
+        assert self.sweep_interval
+        while self.sockets.bindings():
+            gevent.sleep(self.sweep_interval)
+            try:
+                self.sweep()
+            except WsgiSessionError as exc:  # the store is down: try again next time
+                log.warning("session sweep skipped: %s", exc)
+
+    def sweep(self) -> int:
+        """End this process's sockets whose session expired or vanished; returns how many sessions."""
+        manager = self.sockets.manager
+        ended = 0
+        for session_id in {bound for _, bound in list(self.sockets.bindings().values())}:
+            if manager.read(session_id) is not None:
+                continue
+            if manager.store.read(session_id) is not None:
+                manager.end(session_id, reason="expired")  # tells every process
+            else:
+                self.receive("ended", {"room": self.sockets.room(session_id), "reason": "logout"})
+            ended += 1
+        return ended
