@@ -466,13 +466,6 @@ def test_production_ini_documents_its_gunicorn_command() -> None:
     assert "beaker.session.secret = env:SESSION_SECRET" in text
 
 
-WORKER_KILLS_IN_FLIGHT = (
-    "wsgisession.worker.Worker keeps gevent's graceful stop: keep-alive HTTP connections and websockets stay open "
-    "until graceful_timeout, then the requests and events in progress are killed: 500s, and increments saved but "
-    "never acknowledged (timing-dependent, so not strict)"
-)
-
-
 def assert_nothing_taken_up_was_killed(run: Run) -> None:
     """Every request and event a worker took up was finished and answered: no 5xx, no increment without its ack."""
     assert run.tally.server_errors == 0, run.tally.failures
@@ -481,7 +474,6 @@ def assert_nothing_taken_up_was_killed(run: Run) -> None:
 
 @pytest.mark.redis
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=WORKER_KILLS_IN_FLIGHT)
 def test_production_sighup_finishes_every_request_and_event_it_took_up(sighup_run: Run) -> None:
     assert_nothing_taken_up_was_killed(sighup_run)
 
@@ -548,6 +540,5 @@ def test_production_sigterm_finishes_the_request_in_progress_and_loses_no_update
 
 @pytest.mark.redis
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=WORKER_KILLS_IN_FLIGHT)
 def test_production_sigterm_finishes_every_request_and_event_it_took_up(sigterm_run: Run) -> None:
     assert_nothing_taken_up_was_killed(sigterm_run)
