@@ -9,7 +9,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=["wsgisession", "wsgisession.backends", "wsgisession_examples",
-              "wsgisession_examples.chat", "wsgisession_examples.counter"],
+              "wsgisession_examples.chat", "wsgisession_examples.counter", "wsgisession_examples.flask_app",
+              "wsgisession_examples.pyramid_app", "wsgisession_examples.werkzeug_app"],
     package_dir={"wsgisession_examples": "examples"},
     package_data={"wsgisession": ["py.typed"], "wsgisession_examples.chat": ["page.html"]},
     install_requires=[
@@ -25,7 +26,10 @@ setup(
     ],
     extras_require={
         "redis": ["redis>=5.0"],
+        "examples": ["Flask>=3.0", "pyramid>=2.0"],
         "test": [
+            "Flask>=3.0",
+            "pyramid>=2.0",
             "redis>=5.0",
             "pytest>=8",
             "hypothesis>=6.100",
@@ -43,6 +47,9 @@ setup(
         "paste.app_factory": [
             "chat = wsgisession_examples.chat:app_factory",
             "counter = wsgisession_examples.counter:app_factory",
+            "flask = wsgisession_examples.flask_app:app_factory",
+            "pyramid = wsgisession_examples.pyramid_app:main",
+            "werkzeug = wsgisession_examples.werkzeug_app:app_factory",
         ],
         "beaker.backends": [
             "wsgisession.file = wsgisession.backends.file:FileNamespaceManager",

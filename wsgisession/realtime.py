@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
 import gevent
 import socketio
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 security_log = logging.getLogger("wsgisession.security")
 
 Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
 _TAMPERING = {"bad_signature", "bad_origin"}
 _LIVE: weakref.WeakSet[SessionSockets] = weakref.WeakSet()
 
@@ -78,14 +79,20 @@ class SessionSockets:
         _LIVE.add(self)
 
     # -- registration ----------------------------------------------------
-    def on(self, event: str, handler: Handler | None = None, *, namespace: str = "/") -> Any:
+    @overload
+    def on(self, event: str, handler: H, *, namespace: str = "/") -> H: ...
+
+    @overload
+    def on(self, event: str, handler: None = None, *, namespace: str = "/") -> Callable[[H], H]: ...
+
+    def on(self, event: str, handler: H | None = None, *, namespace: str = "/") -> H | Callable[[H], H]:
         """Register ``handler(sid, session, *args)`` for ``event`` (also as a decorator).
 
         ``connect`` handlers get ``(sid, session, environ, auth)`` and
         ``disconnect`` handlers ``(sid, reason)``.
         """
 
-        def register(func: Handler) -> Handler:
+        def register(func: H) -> H:
             self._namespace(namespace)[event] = func
             if event not in ("connect", "disconnect"):
                 self.sio.on(event, namespace=namespace)(
@@ -171,9 +178,8 @@ class SessionSockets:
         return self._call(sid, self.session_of(sid), handler, args)
 
     def _call(self, sid: str, session: SharedSession | None, handler: Handler, args: tuple[Any, ...]) -> Any:
-        if self.draining:  # stopping: the client reconnects to another worker and sends it again
-            self.sio.disconnect(sid, namespace=self._namespace_of(sid), ignore_queue=True)
-            return None
+        if self.draining:  # stopping: not run; the ack says so, and the socket is disconnected soon
+            return {"error": "server_stopping"}
         self._in_flight += 1
         try:
             return self._run(sid, session, handler, args)
@@ -187,8 +193,8 @@ class SessionSockets:
     def drain(self, timeout: float) -> None:
         """Stop gracefully: let the events in flight finish and save, then disconnect every socket.
 
-        Events that arrive meanwhile are not run: their sockets are disconnected,
-        and clients reconnect (with their cookie) to a worker that is not stopping.
+        Events that arrive meanwhile are not run: their ack is ``{"error": "server_stopping"}``.
+        Clients reconnect (with their cookie) to a worker that is not stopping.
         """
         self.draining = True
         deadline = time.monotonic() + timeout

@@ -46,15 +46,22 @@ def setup_logging(config: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gevent import monkey
-
-    monkey.patch_all()
     args = _parser().parse_args(argv)
     config = os.path.abspath(args.config)
     if not os.path.isfile(config):
         sys.stderr.write(f"wsgisession: no such INI file: {args.config}\n")
         return 2
-    setup_logging(config)
+
+    from gevent import monkey
+
+    monkey.patch_all()
+    import configparser
+
+    try:
+        setup_logging(config)
+    except (configparser.Error, KeyError, ValueError) as exc:
+        sys.stderr.write(f"wsgisession: cannot load {args.config}: {exc}\n")
+        return 2
 
     import gevent
     import gevent.signal
@@ -62,11 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .errors import WsgiSessionError
     from .realtime import drain_all
-    from .worker import make_server
+    from .worker import close_idle_connections, make_server
 
     try:
         app = loadapp("config:" + config, name=args.name)
-    except (WsgiSessionError, LookupError, ValueError, ImportError) as exc:
+    except (WsgiSessionError, LookupError, ValueError, ImportError, configparser.Error) as exc:
         log.error("cannot load %s: %s", args.config, exc)
         sys.stderr.write(f"wsgisession: cannot load {args.config}: {exc}\n")
         return 2
@@ -82,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def stop(*_: object) -> None:
         log.info("stopping: letting in-flight requests and events finish (up to %ss)", args.stop_timeout)
         server.close()  # no new connections; keep-alive ones close after their current response
+        close_idle_connections()
         drain_all(args.stop_timeout / 2)
+        close_idle_connections()
         server.stop(timeout=args.stop_timeout / 2)
 
     gevent.signal.signal(15, lambda *_: gevent.spawn(stop))

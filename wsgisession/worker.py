@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import io
 import socket
+import time
+import weakref
 from typing import Any
 
 import gevent
@@ -55,6 +57,16 @@ class Handler(WebSocketHandler):  # type: ignore[misc]
             self.websocket = websocket
             self.environ["wsgi.websocket"] = websocket
         return result
+
+    def read_requestline(self) -> str:
+        """Wait for the next request; a stopping server's idle keep-alive connections end here."""
+        if self.server.closed:
+            return ""
+        _idle.add(self)
+        try:
+            return str(super().read_requestline())
+        finally:
+            _idle.discard(self)
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         if self.server.closed and self.environ.get("wsgi.websocket") is None:
@@ -99,6 +111,22 @@ class Handler(WebSocketHandler):  # type: ignore[misc]
         self.write(text)
 
 
+_idle: weakref.WeakSet[Handler] = weakref.WeakSet()  # handlers waiting for a keep-alive request
+
+
+def close_idle_connections() -> int:
+    """End the keep-alive connections of closed servers that wait for a request; returns how many."""
+    closed = 0
+    for handler in list(_idle):
+        if handler.server.closed:
+            try:
+                handler.socket.shutdown(socket.SHUT_RD)  # the pending read returns: the connection ends
+                closed += 1
+            except OSError:
+                pass
+    return closed
+
+
 def make_server(listener: Any, app: Any, **kwargs: Any) -> WSGIServer:
     """A pywsgi server with our handler."""
     return WSGIServer(listener, app, handler_class=Handler, **kwargs)
@@ -119,4 +147,13 @@ class Worker(GeventWebSocketWorker):  # type: ignore[misc]
         from .realtime import drain_all
 
         super().handle_exit(sig, frame)
-        gevent.spawn(drain_all, max(1.0, float(self.cfg.graceful_timeout) - 1.0))
+        timeout = max(1.0, float(self.cfg.graceful_timeout) - 1.0)
+
+        def stop() -> None:
+            gevent.spawn(drain_all, timeout)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:  # gunicorn closes the listeners within a second
+                close_idle_connections()
+                gevent.sleep(0.1)
+
+        gevent.spawn(stop)
