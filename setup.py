@@ -21,6 +21,7 @@ setup(
         "Werkzeug>=3.0",
         "Beaker>=1.13",
         "itsdangerous>=2.1",
+        "orjson>=3.9",
         "PasteDeploy>=3.0",
         "gunicorn[gevent]>=23.0",
     ],

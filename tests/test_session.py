@@ -82,6 +82,13 @@ def test_rule3_nested_in_place_edits_are_saved(manager: SessionManager) -> None:
     assert stored(manager, session.id) == {"cart": {"items": ["apple", "pear"]}}
 
 
+def test_values_round_trip_exactly(manager: SessionManager) -> None:
+    values = {"big": 2**70, "neg": -(2**65), "float": 0.1, "text": "Zoë ✓", "nested": {"list": [1, 1.0, True, None]}}
+    session = saved_session(manager, **values)
+    assert dict(manager.open(session.id)) == values
+    assert manager.open(session.id)["nested"]["list"][2] is True
+
+
 def test_a_change_of_type_counts_as_a_change(manager: SessionManager) -> None:
     session = saved_session(manager, flag=1, cfg={"flag": 1, "list": [1]})
     session["flag"] = True

@@ -89,6 +89,7 @@ class Lifecycle:
     def sweep(self) -> int:
         """End this process's sockets whose session expired or vanished; returns how many sessions."""
         manager = self.sockets.manager
+        self.sockets.forget_touch()  # entries past the touch interval serve nothing
         ended = 0
         for session_id in {bound for _, bound in list(self.sockets.bindings().values())}:
             if manager.read(session_id) is not None:

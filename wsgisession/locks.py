@@ -23,8 +23,7 @@ import logging
 import os
 import time
 import weakref
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import gevent
 import gevent.lock
@@ -252,37 +251,67 @@ class LockRegistry:
             return None
         return entry.store_lock
 
-    @contextmanager
-    def hold(self, key: str, *, timeout: float | None = None) -> Iterator[None]:
-        """Hold the lock of ``key``; reentrant within one greenlet."""
-        timeout = self.timeout if timeout is None else timeout
+    def hold(self, key: str, *, timeout: float | None = None) -> _Hold:
+        """Hold the lock of ``key`` (a context manager); reentrant within one greenlet."""
+        return _Hold(self, key, self.timeout if timeout is None else timeout)
+
+
+class _Hold:
+    """One holding of a registry lock (a class, not a generator: it is on every save's path)."""
+
+    __slots__ = ("registry", "key", "timeout", "entry")
+
+    def __init__(self, registry: LockRegistry, key: str, timeout: float) -> None:
+        self.registry = registry
+        self.key = key
+        self.timeout = timeout
+        self.entry: _Entry | None = None
+
+    def __enter__(self) -> None:
+        registry, key, timeout = self.registry, self.key, self.timeout
         deadline = time.monotonic() + timeout
-        entry = self._entries.get(key)
+        entries = registry._entries
+        entry = entries.get(key)
         if entry is None:
-            entry = self._entries[key] = _Entry()
+            entry = entries[key] = _Entry()
         entry.users += 1
         try:
             if not entry.lock.acquire(timeout=timeout):
                 raise LockTimeout(_timeout_message(timeout), timeout=timeout)
-            try:
-                entry.depth += 1
-                if entry.depth == 1 and self._store_lock is not None:
-                    store_lock = self._store_lock(key)
+            entry.depth += 1
+            if entry.depth == 1 and registry._store_lock is not None:
+                try:
+                    store_lock = registry._store_lock(key)
                     try:
                         store_lock.acquire(max(0.0, deadline - time.monotonic()))
                     except LockTimeout as exc:  # report the whole wait, not what was left of it
                         raise LockTimeout(_timeout_message(timeout), timeout=timeout) from exc
-                    entry.store_lock = store_lock
-                yield
-            finally:
-                entry.depth -= 1
-                try:
-                    if entry.depth == 0 and entry.store_lock is not None:
-                        store_lock, entry.store_lock = entry.store_lock, None
-                        store_lock.release()
-                finally:
+                except BaseException:
+                    entry.depth -= 1
                     entry.lock.release()
+                    raise
+                entry.store_lock = store_lock
+        except BaseException:
+            self._leave(entry)
+            raise
+        self.entry = entry
+
+    def __exit__(self, *exc_info: object) -> None:
+        entry = self.entry
+        assert entry is not None
+        self.entry = None
+        try:
+            entry.depth -= 1
+            try:
+                if entry.depth == 0 and entry.store_lock is not None:
+                    store_lock, entry.store_lock = entry.store_lock, None
+                    store_lock.release()
+            finally:
+                entry.lock.release()
         finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._entries[key]
+            self._leave(entry)
+
+    def _leave(self, entry: _Entry) -> None:
+        entry.users -= 1
+        if entry.users == 0:
+            del self.registry._entries[self.key]

@@ -21,6 +21,20 @@ if TYPE_CHECKING:
     from .session import SharedSession
 
 log = logging.getLogger(__name__)
+
+try:  # orjson parses 2-3x faster; it refuses integers past 64 bits, which json reads
+    import orjson
+
+    def _loads(text: str) -> Any:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return json.loads(text)
+
+except ImportError:  # pragma: no cover - orjson is optional
+
+    def _loads(text: str) -> Any:
+        return json.loads(text)
 security_log = logging.getLogger("wsgisession.security")
 
 
@@ -89,7 +103,7 @@ class SessionManager:
             raise SessionValueError(f"the session cannot be stored as JSON: {exc}", key="") from exc
 
     def decode(self, text: str) -> Record:
-        raw = json.loads(text)
+        raw = _loads(text)
         return Record(created=float(raw["created"]), accessed=float(raw["accessed"]), data=raw["data"])
 
     def ttl(self, record: Record) -> int | None:

@@ -186,10 +186,6 @@ class SessionSockets:
         finally:
             self._in_flight -= 1
 
-    def _namespace_of(self, sid: str) -> str:
-        binding = self._bindings.get(sid)
-        return binding[0] if binding else "/"
-
     def drain(self, timeout: float) -> None:
         """Stop gracefully: let the events in flight finish and save, then disconnect every socket.
 
@@ -243,8 +239,13 @@ class SessionSockets:
         session.touch()
         self._last_touch[session.id] = now
 
-    def forget_touch(self, session_id: str) -> None:
-        self._last_touch.pop(session_id, None)
+    def forget_touch(self, session_id: str | None = None) -> None:
+        """Forget when a session was last touched (all that are past the interval, without an id)."""
+        if session_id is not None:
+            self._last_touch.pop(session_id, None)
+            return
+        now, interval = self.manager.clock(), self.manager.touch_interval
+        self._last_touch = {k: t for k, t in self._last_touch.items() if now - t < interval}
 
     # -- rooms -----------------------------------------------------------
     def room(self, session_id: str) -> str:

@@ -23,7 +23,7 @@ import json
 import logging
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .cookies import new_session_id
 from .errors import SessionEnded, SessionExpired, UnknownSession
@@ -178,8 +178,7 @@ class SharedSession(MutableMapping[str, Any]):
                 found = manager.read(self.id)
                 if found is None:
                     if not self.is_new:
-                        self.ended = "expired"
-                        raise SessionEnded("the session ended meanwhile; nothing was saved", reason="expired")
+                        self._gone("the session ended meanwhile; nothing was saved")
                     record = Record(created=self.created, accessed=now, data={})
                 else:
                     record = found[0]
@@ -192,6 +191,11 @@ class SharedSession(MutableMapping[str, Any]):
         self.is_new = False
         self.touch_due = False
         return True
+
+    def _gone(self, message: str) -> NoReturn:
+        """The record vanished (logout elsewhere) or expired: raise SessionEnded with which."""
+        self.ended = "expired" if self._manager.store.read(self.id) is not None else "logout"
+        raise SessionEnded(message, reason=self.ended)
 
     def touch(self) -> bool:
         """Record an access if one is due (slides the idle timeout); returns whether it wrote."""
@@ -228,8 +232,7 @@ class SharedSession(MutableMapping[str, Any]):
                 if found is not None:
                     self._adopt(*found)
                 elif not self.is_new:
-                    self.ended = "expired"
-                    raise SessionEnded("the session ended meanwhile", reason="expired")
+                    self._gone("the session ended meanwhile")
                 self._data.update(sets)
                 for key in dels:
                     self._data.pop(key, None)
