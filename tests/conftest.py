@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
+import redis
 
+from tests.servers import redis_server
 from wsgisession.cookies import SessionCookie
 from wsgisession.manager import SessionManager
 from wsgisession.store import Store
@@ -48,3 +50,19 @@ def make_manager(tmp_path: Path, clock: Clock) -> Callable[..., SessionManager]:
 @pytest.fixture
 def manager(make_manager: Callable[..., SessionManager], backend: str) -> SessionManager:
     return make_manager(backend)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server for one test module."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
+    """A client of that server, its database emptied first."""
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()

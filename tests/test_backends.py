@@ -11,12 +11,12 @@ import json
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
 
-from tests.servers import SECRET, redis_server
+from tests.servers import SECRET
 from wsgisession.backends.file import FileNamespaceManager
 from wsgisession.backends.redis import RedisNamespaceManager
 from wsgisession.cookies import SessionCookie, new_session_id
@@ -46,18 +46,9 @@ def manager_for(store: Store) -> SessionManager:
     return SessionManager(store=store, cookie=SessionCookie(secret=SECRET))
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
-
-
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
-    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield client
-    client.close()
+def client(redis_client: redis.Redis[bytes]) -> redis.Redis[bytes]:
+    return redis_client
 
 
 # -- file ------------------------------------------------------------------

@@ -12,14 +12,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import gevent
 import gevent.event
 import pytest
 import redis
 
-from tests.servers import redis_server
 from wsgisession.errors import LockTimeout
 from wsgisession.locks import FileLock, LockRegistry, RedisLock
 
@@ -64,18 +62,9 @@ class Holder:
             self.process.stdout.close()
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
-
-
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
-    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield client
-    client.close()
+def client(redis_client: redis.Redis[bytes]) -> redis.Redis[bytes]:
+    return redis_client
 
 
 def file_locked(path: Path) -> bool:

@@ -9,14 +9,14 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import gevent
 import pytest
 import redis
 from beaker.container import MemoryNamespaceManager
 
-from tests.servers import free_port, redis_server, wait_for_port
+from tests.servers import free_port, wait_for_port
 from wsgisession.cookies import new_session_id
 from wsgisession.errors import ConfigurationError, LockTimeout, StoreUnavailable
 from wsgisession.store import Store
@@ -27,12 +27,6 @@ NOT_OURS = [
     "../x", "..x", "..", "", "x", "a/b", "../" + "a" * 40, "a" * 42 + ".", "a" * 42 + "/",
     "a" * 42 + "*", "a" * 43 + "\n", "a" * 44, "*", "wsgisession:*",
 ]
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
 
 
 def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest, **options: Any) -> Store:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 import gevent
 import socketio
 
-from .errors import SessionEnded, SessionRefused, StoreUnavailable, WsgiSessionError
+from .errors import SessionEnded, SessionRefused, StoreUnavailable
 from .lifecycle import Lifecycle
 from .manager import SessionManager
 from .origins import OriginPolicy
