@@ -7,7 +7,7 @@ NODE_STAMP := node_modules/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 6543
 
-.PHONY: setup run serve-counter test test-fast typecheck bench clean
+.PHONY: setup run serve-counter test test-fast typecheck lint bench clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -31,7 +31,10 @@ serve-counter: setup
 typecheck: setup
 	$(BIN)/mypy --strict wsgisession
 
-test: setup typecheck
+lint: setup
+	$(BIN)/ruff check --select F,E9 wsgisession tests examples benchmarks
+
+test: setup typecheck lint
 	$(BIN)/python -m pytest
 
 test-fast: setup

@@ -38,6 +38,7 @@ setup(
             "websocket-client>=1.7",
             "requests>=2.31",
             "mypy>=1.10",
+            "ruff>=0.4",
             "types-redis",
             "types-gevent",
         ],
