@@ -117,3 +117,16 @@ class SessionValueError(WsgiSessionError, TypeError):
     def __init__(self, message: str, *, key: str) -> None:
         super().__init__(message)
         self.key = key
+
+
+class MessageTooBig(WsgiSessionError):
+    """A websocket message or HTTP body is larger than the limit.
+
+    :ivar size: the size the client declared (so far, for a fragmented message).
+    :ivar limit: the largest size accepted.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message too big: {size} bytes, the limit is {limit} bytes")
+        self.size = size
+        self.limit = limit

@@ -29,7 +29,7 @@ from typing import Any
 from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.websocket import Header, WebSocket
 
-from .errors import WsgiSessionError
+from .errors import MessageTooBig
 
 security_log = logging.getLogger("wsgisession.security")
 
@@ -38,19 +38,6 @@ DEFAULT_MAX_MESSAGE_SIZE = 1_000_000
 
 #: WebSocket close code 1009: the message is too big to process (RFC 6455 7.4.1).
 CLOSE_TOO_BIG = 1009
-
-
-class MessageTooBig(WsgiSessionError):
-    """A websocket message or HTTP body is larger than the limit.
-
-    :ivar size: the size the client declared (so far, for a fragmented message).
-    :ivar limit: the largest size accepted.
-    """
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"message too big: {size} bytes, the limit is {limit} bytes")
-        self.size = size
-        self.limit = limit
 
 
 def message_limit(app: object) -> int:
