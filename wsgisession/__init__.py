@@ -30,7 +30,7 @@ _EXPORTS = {
     "WsgiSessionError": "errors",
     "SessionManager": "manager",
     "SessionMiddleware": "middleware",
-    "SessionNamespace": "realtime",
+    "SessionNamespace": "namespace",
     "SessionSockets": "realtime",
     "SharedSession": "session",
 }
@@ -79,7 +79,8 @@ if TYPE_CHECKING:
     )
     from .manager import SessionManager
     from .middleware import SessionMiddleware
-    from .realtime import SessionNamespace, SessionSockets
+    from .namespace import SessionNamespace
+    from .realtime import SessionSockets
     from .session import SharedSession
 
 

@@ -36,7 +36,8 @@ from .fanout import LifecycleRedisManager
 from .manager import SessionManager
 from .middleware import SessionMiddleware
 from .origins import CorsHeaders, OriginPolicy
-from .realtime import SessionNamespace, SessionSockets
+from .namespace import SessionNamespace
+from .realtime import SessionSockets
 from .store import Store
 
 if TYPE_CHECKING:

@@ -67,7 +67,7 @@ class SessionEnded(WsgiSessionError):
 
     Raised by a save that would otherwise bring an ended session back.
 
-    :ivar reason: ``logout``, ``rotated`` or ``expired``.
+    :ivar reason: ``logout`` (deleted, here or elsewhere) or ``expired``.
     """
 
     def __init__(self, message: str, *, reason: str = "logout") -> None:

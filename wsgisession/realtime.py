@@ -37,6 +37,8 @@ from .session import SharedSession
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
+    from .namespace import SessionNamespace
+
 log = logging.getLogger(__name__)
 security_log = logging.getLogger("wsgisession.security")
 
@@ -75,6 +77,8 @@ class SessionSockets:
         self._last_touch: dict[str, float] = {}
         self.lifecycle = Lifecycle(self, sweep_interval=sweep_interval)
         self._in_flight = 0
+        self._running: dict[str, int] = {}  # sid -> handlers running now
+        self._close_after: dict[str, str] = {}  # sid -> namespace, to disconnect after its ack
         self.draining = False
         _LIVE.add(self)
 
@@ -181,10 +185,17 @@ class SessionSockets:
         if self.draining:  # stopping: not run; the ack says so, and the socket is disconnected soon
             return {"error": "server_stopping"}
         self._in_flight += 1
+        self._running[sid] = self._running.get(sid, 0) + 1
         try:
             return self._run(sid, session, handler, args)
         finally:
             self._in_flight -= 1
+            self._running[sid] -= 1
+            if not self._running[sid]:
+                del self._running[sid]
+                namespace = self._close_after.pop(sid, None)
+                if namespace is not None:  # runs after python-socketio queued this handler's ack
+                    gevent.spawn(self.sio.disconnect, sid, namespace=namespace, ignore_queue=True)
 
     def drain(self, timeout: float) -> None:
         """Stop gracefully: let the events in flight finish and save, then disconnect every socket.
@@ -215,7 +226,7 @@ class SessionSockets:
             binding = self._bindings.get(sid)
             if binding is not None:
                 self.end_socket(binding[0], sid, exc.reason)
-            return None
+            return {"error": "session_ended", "reason": exc.reason}
         except StoreUnavailable:
             log.error("event of socket %s not handled: the session store is unavailable", sid)
             binding = self._bindings.get(sid)
@@ -265,10 +276,17 @@ class SessionSockets:
         self.lifecycle.end_sockets(session_id, reason=reason)
 
     def end_socket(self, namespace: str, sid: str, reason: str) -> None:
-        """Tell one local socket its session ended (``session_ended``) and disconnect it."""
+        """Tell one local socket its session ended (``session_ended``) and disconnect it.
+
+        A socket whose handler is running is disconnected once that handler's
+        acknowledgement is on its way.
+        """
         self._bindings.pop(sid, None)
         self.sio.emit("session_ended", {"reason": reason}, to=sid, namespace=namespace, ignore_queue=True)
-        self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
+        if sid in self._running:
+            self._close_after[sid] = namespace
+        else:
+            self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
 
     def bindings(self) -> dict[str, tuple[str, str]]:
         """This process's sockets: sid -> (namespace, session id). Do not modify."""
@@ -280,29 +298,3 @@ class SessionSockets:
     def stop(self) -> None:
         """Stop the periodic expiry sweep (it restarts with the next connection)."""
         self.lifecycle.stop()
-
-
-class SessionNamespace(socketio.Namespace):  # type: ignore[misc]
-    """A class-based namespace whose ``on_<event>(self, sid, session, *args)`` get the session.
-
-    ``on_connect(self, sid, session, environ, auth)`` and
-    ``on_disconnect(self, sid, reason)`` keep python-socketio's meaning.
-    Register it with :meth:`SessionSockets.register_namespace`.
-    """
-
-    sockets: SessionSockets
-
-    def trigger_event(self, event: str, *args: Any) -> Any:
-        namespace = self.namespace or "/"
-        method = getattr(self, "on_" + (event or ""), None)
-        if event == "connect":
-            sid, environ, *rest = args
-            return self.sockets.connect(namespace, sid, environ, rest[0] if rest else None, method)
-        if event == "disconnect":
-            sid, *rest = args
-            self.sockets.disconnect(sid, rest[0] if rest else None, method)
-            return None
-        if method is None:
-            return None
-        sid, *payload = args
-        return self.sockets.dispatch(sid, method, tuple(payload))

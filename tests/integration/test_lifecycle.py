@@ -208,3 +208,15 @@ def test_rule11_two_hosts_share_sessions_and_endings(ini_dir: Path, tabs: list[T
             http.get(host_a.url + "/logout", timeout=10)
             assert wait_until(lambda: not on_b.client.connected, timeout=1.0) < 1.0
             assert on_b.ended == [{"reason": "logout"}]
+
+
+@pytest.mark.slow
+def test_rule9_expiry_found_on_the_next_event_without_a_sweep(ini_dir: Path, tabs: list[Tab]) -> None:
+    ini = write_ini(ini_dir, use=LAB, **{"beaker.session.timeout": 1, "wsgisession.sweep_interval": 0})
+    with serve(ini) as server:
+        http = logged_in(server)
+        (tab,) = open_tabs(server, http, tabs, 1)
+        time.sleep(2.2)
+        assert tab.client.connected and tab.ended == []  # nobody looked yet
+        assert tab.client.call("get", timeout=5) == {"error": "session_ended", "reason": "expired"}
+        wait_until(lambda: tab.ended == [{"reason": "expired"}] and not tab.client.connected)
