@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -59,6 +60,15 @@ def test_rule1_refused_for_unknown_session(lab_server: Server) -> None:
     cookie = cookie_header(http)
     http.get(lab_server.url + "/logout", timeout=10)
     assert refusal(lab_server.url, cookie=cookie) == "unknown_session"
+
+
+def test_rule1_refused_for_an_expired_session(ini_dir) -> None:  # type: ignore[no-untyped-def]
+    ini = write_ini(ini_dir, use="call:tests.apps:app_factory", **{"beaker.session.timeout": 1})
+    with serve(ini) as server:
+        http = new_http(server)
+        time.sleep(2.1)
+        assert refusal(server.url, cookie=cookie_header(http)) == "expired"
+        assert get(http, server) == {}  # over HTTP: a fresh, empty session
 
 
 def test_rule1_refused_without_origin_when_a_cookie_is_sent(lab_server: Server) -> None:
