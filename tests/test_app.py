@@ -60,3 +60,13 @@ def test_filter_app_factory_reads_paste_settings(tmp_path: Path) -> None:
     )
     response = Client(app).get("/")
     assert "sid=" in response.headers["Set-Cookie"]
+
+
+def test_dependency_floors_carry_the_security_fixes() -> None:
+    from importlib.metadata import requires, version
+
+    declared = set(requires("wsgisession") or [])
+    assert {"python-engineio>=4.13.2", "python-socketio>=5.16.2"} <= declared
+    as_tuple = lambda v: tuple(int(p) for p in v.split(".")[:3])  # noqa: E731
+    assert as_tuple(version("python-engineio")) >= (4, 13, 2)
+    assert as_tuple(version("python-socketio")) >= (5, 16, 2)
