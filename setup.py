@@ -27,6 +27,7 @@ setup(
     ],
     extras_require={
         "redis": ["redis>=5.0"],
+        "testing": ["requests>=2.31", "python-socketio[client]>=5.16.2", "websocket-client>=1.7"],
         "examples": ["Flask>=3.0", "pyramid>=2.0"],
         "test": [
             "Flask>=3.0",
@@ -41,6 +42,7 @@ setup(
             "ruff>=0.4",
             "types-redis",
             "types-gevent",
+            "types-requests",
         ],
     },
     entry_points={

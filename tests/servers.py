@@ -21,6 +21,9 @@ from typing import Any, Iterator
 import requests
 import socketio
 
+from wsgisession.testing import connect_socket, refusal_reason
+from wsgisession.testing import cookie_header as cookie_header  # re-exported for the tests
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -198,49 +201,14 @@ def login(base: str, user: str = "ann") -> requests.Session:
     return http
 
 
-def cookie_header(http: requests.Session) -> str:
-    return "; ".join(f"{c.name}={c.value}" for c in http.cookies)
-
-
-TRANSPORTS = {
-    "websocket": ["websocket"],
-    "polling": ["polling"],
-    "upgrade": ["polling", "websocket"],
-}
-
-
-def connect(base: str, *, cookie: str | None = None, transport: str = "websocket",
-            origin: str | None = "same", namespaces: list[str] | None = None,
-            extra_headers: dict[str, str] | None = None) -> socketio.Client:
-    """A python-socketio client; raises ConnectionError with the refusal's reason."""
-    headers: dict[str, str] = dict(extra_headers or {})
-    if cookie is not None:
-        headers["Cookie"] = cookie
-    if origin == "same":
-        origin = base
-    if origin is not None and TRANSPORTS[transport][0] == "polling":
-        headers["Origin"] = origin  # websocket-client sends the URL's origin by itself
-    client = socketio.Client(reconnection=False)
-    client.refusals = []  # type: ignore[attr-defined]
-    for namespace in namespaces or ["/"]:
-        client.on("connect_error", client.refusals.append, namespace=namespace)  # type: ignore[attr-defined]
-    try:
-        client.connect(base, headers=headers, transports=TRANSPORTS[transport], namespaces=namespaces,
-                       wait_timeout=10)
-    except socketio.exceptions.ConnectionError as exc:
-        exc.refusals = client.refusals  # type: ignore[attr-defined]
-        raise
-    return client
+def connect(base: str, **kwargs: Any) -> socketio.Client:
+    """A python-socketio client; a refusal raises ConnectionError with ``.reason``."""
+    return connect_socket(base, **kwargs)
 
 
 def refusal(base: str, **kwargs: Any) -> str:
     """The ``connect_error`` reason a refused client receives."""
-    try:
-        client = connect(base, **kwargs)
-    except socketio.exceptions.ConnectionError as exc:
-        refusals = getattr(exc, "refusals", [])
-        if refusals and isinstance(refusals[0], dict):
-            return str(refusals[0].get("message"))
-        raise
-    client.disconnect()
-    raise AssertionError("the connection was accepted")
+    reason = refusal_reason(base, **kwargs)
+    if reason is None:
+        raise AssertionError("the connection was accepted")
+    return reason
