@@ -54,7 +54,7 @@ RESULTS = HERE / "results"
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 sys.path.insert(0, str(ROOT))
-from tests.servers import free_port, wait_for_port, write_ini  # noqa: E402
+from tests.servers import child_env, free_port, wait_for_port, write_ini  # noqa: E402
 
 WORKLOADS = ("echo", "whoami", "incr")
 
@@ -179,20 +179,12 @@ class Proc:
                 self.process.wait()
 
 
-def env() -> dict[str, str]:
-    environ = dict(os.environ)
-    environ["PYTHONUNBUFFERED"] = "1"
-    environ["PYTHONPATH"] = str(ROOT) + os.pathsep + environ.get("PYTHONPATH", "")
-    environ.pop("PYTHONWARNINGS", None)
-    return environ
-
-
 def start(name: str, argv: list[str], *, port: int, logdir: Path, cores: set[int] | None,
           cwd: Path = ROOT, ready: Callable[[Proc], bool] | None = None, timeout: float = 30) -> Proc:
     log = logdir / f"{name.replace('/', '-')}.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env(), cwd=cwd,
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env(), cwd=cwd,
             preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
         )
     proc = Proc(name, process, port, log)

@@ -87,7 +87,7 @@ class Server:
         return int(self.process.returncode)
 
 
-def _env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -102,7 +102,7 @@ def serve(ini: Path, *, extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [str(BIN / "wsgisession"), "serve", str(ini), "--port", "0", *extra_args],
-            stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT,
+            stdout=out, stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT,
         )
     server = Server(process=process, port=0, log=log)
     try:
@@ -131,7 +131,7 @@ def gunicorn(ini: Path, *, workers: int = 1, extra_args: tuple[str, ...] = ()) -
                 str(BIN / "gunicorn"), "--paste", str(ini), "-c", str(ROOT / "conf" / "gunicorn.conf.py"),
                 "-b", f"127.0.0.1:{port}", "-w", str(workers), "--no-control-socket", *extra_args,
             ],
-            stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT,
+            stdout=out, stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT,
         )
     server = Server(process=process, port=port, log=log)
     try:
@@ -212,3 +212,17 @@ def refusal(base: str, **kwargs: Any) -> str:
     if reason is None:
         raise AssertionError("the connection was accepted")
     return reason
+
+
+def lab_login(server: Server, **values: str) -> requests.Session:
+    """An HTTP client whose session (on the lab app, tests/apps.py) holds ``values``."""
+    http = requests.Session()
+    http.get(server.url + "/set", params=values or {"who": "ann"}, timeout=10).raise_for_status()
+    return http
+
+
+def lab_data(http: requests.Session, server: Server) -> dict[str, Any]:
+    """The lab app's session data, read over HTTP."""
+    response = http.get(server.url + "/get", timeout=10)
+    response.raise_for_status()
+    return dict(response.json())

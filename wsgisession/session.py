@@ -37,6 +37,13 @@ log = logging.getLogger(__name__)
 _MISSING = object()
 
 
+def _merge(data: dict[str, Any], sets: dict[str, Any], dels: list[str]) -> None:
+    """Apply a session's changes to ``data``."""
+    data.update(sets)
+    for key in dels:
+        data.pop(key, None)
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal as JSON would store them: ``1``, ``1.0`` and ``True`` differ, nested too."""
     if type(a) is not type(b) or a != b:
@@ -183,9 +190,7 @@ class SharedSession(MutableMapping[str, Any]):
                 else:
                     record = found[0]
                     record.accessed = now
-                record.data.update(sets)
-                for key in dels:
-                    record.data.pop(key, None)
+                _merge(record.data, sets, dels)
             text = manager.write(self.id, record)
         self._adopt(record, text)
         self.is_new = False
@@ -233,30 +238,23 @@ class SharedSession(MutableMapping[str, Any]):
                     self._adopt(*found)
                 elif not self.is_new:
                     self._gone("the session ended meanwhile")
-                self._data.update(sets)
-                for key in dels:
-                    self._data.pop(key, None)
+                _merge(self._data, sets, dels)
             snapshot = json.dumps(self._data) if outer else None
-            self._locked_base = True
+            self._locked_base = True  # _base is the stored state while we hold the lock
             try:
-                yield self
-            except BaseException:
-                if snapshot is not None:
-                    self._data = json.loads(snapshot)
-                else:
-                    self.revert()
-                    self._data.update(sets)
-                    for key in dels:
-                        self._data.pop(key, None)
-                raise
+                try:
+                    yield self
+                except BaseException:
+                    if snapshot is not None:
+                        self._data = json.loads(snapshot)
+                    else:
+                        self.revert()
+                        _merge(self._data, sets, dels)
+                    raise
+                if not outer:
+                    self.save()
             finally:
                 self._locked_base = outer
-            if not outer:
-                self._locked_base = True
-                try:
-                    self.save()
-                finally:
-                    self._locked_base = False
 
     # -- ending ----------------------------------------------------------
     def delete(self) -> None:
@@ -291,9 +289,7 @@ class SharedSession(MutableMapping[str, Any]):
             found = manager.read(old_id)
             record = found[0] if found else Record(created=self.created, accessed=manager.clock(), data={})
             sets, dels = self.changes()
-            record.data.update(sets)
-            for key in dels:
-                record.data.pop(key, None)
+            _merge(record.data, sets, dels)
             text = manager.write(new_id, record)
             manager.store.remove(old_id)
         self.id = new_id

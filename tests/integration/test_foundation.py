@@ -8,20 +8,10 @@ import pytest
 import requests
 
 from tests.servers import Server, connect, cookie_header, gunicorn, refusal, serve, write_ini
+from tests.servers import lab_data as get
+from tests.servers import lab_login as new_http
 
 TRANSPORTS = ["websocket", "polling", "upgrade"]
-
-
-def new_http(server: Server, **values: str) -> requests.Session:
-    http = requests.Session()
-    http.get(server.url + "/set", params=values or {"who": "ann"}, timeout=10).raise_for_status()
-    return http
-
-
-def get(http: requests.Session, server: Server) -> dict[str, object]:
-    response = http.get(server.url + "/get", timeout=10)
-    response.raise_for_status()
-    return dict(response.json())
 
 
 # -- rule 1: connect ----------------------------------------------------

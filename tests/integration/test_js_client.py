@@ -18,6 +18,8 @@ import pytest
 import requests
 
 from tests.servers import ROOT, Server, cookie_header
+from tests.servers import lab_data as http_get
+from tests.servers import lab_login as new_http
 
 pytestmark = pytest.mark.node
 
@@ -151,18 +153,6 @@ def js_refusal(node: str, base: str, *, cookie: str | None, origin: str | None =
         code = client.close()
     assert code == 0
     return str(message["message"])
-
-
-def new_http(server: Server, **values: str) -> requests.Session:
-    http = requests.Session()
-    http.get(server.url + "/set", params=values or {"who": "ann"}, timeout=10).raise_for_status()
-    return http
-
-
-def http_get(http: requests.Session, server: Server) -> dict[str, Any]:
-    response = http.get(server.url + "/get", timeout=10)
-    response.raise_for_status()
-    return dict(response.json())
 
 
 # -- rule 1: connect ----------------------------------------------------

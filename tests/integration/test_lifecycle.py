@@ -11,6 +11,7 @@ import requests
 import socketio
 
 from tests.servers import Server, connect, cookie_header, gunicorn, redis_server, serve, write_ini
+from tests.servers import lab_login as logged_in
 
 LAB = "call:tests.apps:app_factory"
 
@@ -46,12 +47,6 @@ def tabs() -> Iterator[list[Tab]]:
     yield opened
     for tab in opened:
         tab.close()
-
-
-def logged_in(server: Server, **values: str) -> requests.Session:
-    http = requests.Session()
-    http.get(server.url + "/set", params=values or {"who": "ann"}, timeout=10).raise_for_status()
-    return http
 
 
 def open_tabs(server: Server, http: requests.Session, tabs: list[Tab], n: int = 2) -> list[Tab]:
