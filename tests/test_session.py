@@ -1,7 +1,10 @@
 """SharedSession: Beaker's API, merged saves (rule 4), atomic() (rule 5), endings (rules 7-9)."""
 from __future__ import annotations
 
+import datetime
+import enum
 import json
+import uuid
 from typing import Any
 
 import gevent
@@ -11,6 +14,10 @@ from tests.conftest import Clock
 from wsgisession.errors import LockTimeout, SessionEnded, SessionExpired, SessionValueError, UnknownSession
 from wsgisession.manager import SessionManager
 from wsgisession.session import SharedSession
+
+
+class Color(enum.Enum):
+    RED = "red"
 
 
 def stored(manager: SessionManager, session_id: str) -> dict[str, Any] | None:
@@ -158,6 +165,29 @@ def test_value_json_cannot_hold_fails_at_save_and_keeps_old_data(manager: Sessio
     del session["bad"]
     with pytest.raises(SessionValueError):
         session.save()
+
+
+@pytest.mark.parametrize("bad", [uuid.UUID(int=7), Color.RED, float("inf"), datetime.date(2026, 1, 1)])
+def test_atomic_save_of_a_value_json_cannot_hold_raises_and_keeps_old_data(manager: SessionManager, bad: Any) -> None:
+    session = saved_session(manager, n=1)
+    with pytest.raises(SessionValueError) as info:
+        with manager.open(session.id).atomic() as mine:
+            mine["n"] += 1
+            mine["bad"] = [bad]
+    assert info.value.key == "bad"
+    assert stored(manager, session.id) == {"n": 1}
+
+
+def test_a_session_orjson_cannot_snapshot_still_tracks_changes(manager: SessionManager) -> None:
+    session = saved_session(manager, big=2**80, n=0)
+    other = manager.open(session.id)
+    assert not other.dirty
+    other["n"] = 1
+    assert other.changes() == ({"n": 1}, [])
+    other.save()
+    with manager.open(session.id).atomic() as mine:
+        mine["big"] += 1
+    assert stored(manager, session.id) == {"big": 2**80 + 1, "n": 1}
 
 
 def test_rule7_delete_ends_the_session_and_a_stale_save_raises(manager: SessionManager) -> None:

@@ -8,11 +8,11 @@ nothing of HTTP or Socket.IO.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from . import codec
 from .cookies import SessionCookie, is_session_id
 from .errors import SessionExpired, SessionValueError, UnknownSession
 from .store import Store
@@ -22,19 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-try:  # orjson parses 2-3x faster; it refuses integers past 64 bits, which json reads
-    import orjson
-
-    def _loads(text: str) -> Any:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return json.loads(text)
-
-except ImportError:  # pragma: no cover - orjson is optional
-
-    def _loads(text: str) -> Any:
-        return json.loads(text)
 security_log = logging.getLogger("wsgisession.security")
 
 
@@ -81,19 +68,17 @@ class SessionManager:
         self.listeners: list[Listener] = []
 
     # -- records ---------------------------------------------------------
-    def encode(self, record: Record) -> str:
-        """Serialize a record; a value JSON cannot hold raises SessionValueError."""
+    def encode(self, record: Record, *, snapshot: bytes | None = None) -> str:
+        """Serialize a record; a value JSON cannot hold raises SessionValueError.
+
+        ``snapshot`` is :func:`wsgisession.codec.snapshot` of ``record.data`` if the caller has it.
+        """
         try:
-            return json.dumps(
-                {"created": record.created, "accessed": record.accessed, "data": record.data},
-                separators=(",", ":"),
-                ensure_ascii=False,
-                allow_nan=False,
-            )
+            return codec.encode_record(record.created, record.accessed, record.data, snapshot_text=snapshot)
         except (TypeError, ValueError) as exc:
             for key, value in record.data.items():
                 try:
-                    json.dumps(value, allow_nan=False)
+                    codec.strict(value)
                 except (TypeError, ValueError):
                     raise SessionValueError(
                         f"session[{key!r}] cannot be stored as JSON ({exc}); nothing was saved", key=key
@@ -103,8 +88,11 @@ class SessionManager:
             raise SessionValueError(f"the session cannot be stored as JSON: {exc}", key="") from exc
 
     def decode(self, text: str) -> Record:
-        raw = _loads(text)
-        return Record(created=float(raw["created"]), accessed=float(raw["accessed"]), data=raw["data"])
+        raw = codec.decode_record(text)
+        data = raw["data"]
+        if not isinstance(data, dict):
+            raise ValueError("a session's data is a JSON object")
+        return Record(created=float(raw["created"]), accessed=float(raw["accessed"]), data=data)
 
     def ttl(self, record: Record) -> int | None:
         """How long the store may keep a record: past it, it is expired anyway."""
@@ -152,8 +140,8 @@ class SessionManager:
             raise SessionExpired()
         return record, str(text)
 
-    def write(self, session_id: str, record: Record) -> str:
-        text = self.encode(record)
+    def write(self, session_id: str, record: Record, *, snapshot: bytes | None = None) -> str:
+        text = self.encode(record, snapshot=snapshot)
         self.store.write(session_id, text, ttl=self.ttl(record))
         return text
 

@@ -22,9 +22,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import orjson
+
+from .codec import snapshot as _snapshot
 from .cookies import new_session_id
 from .errors import SessionEnded, SessionExpired, UnknownSession
 from .manager import Record
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+_EMPTY_SNAPSHOT = b"{}"
 
 
 def _merge(data: dict[str, Any], sets: dict[str, Any], dels: list[str]) -> None:
@@ -76,7 +80,8 @@ class SharedSession(MutableMapping[str, Any]):
         self.created = now
         self.last_accessed: float | None = None
         self._data: dict[str, Any] = {}
-        self._base: dict[str, Any] = {}
+        self._snap: bytes | None = _EMPTY_SNAPSHOT  # the stored state as loaded or saved, serialized
+        self._base: dict[str, Any] | None = {}  # the same, decoded (lazily, from _snap)
         self._pending_load: bool = not is_new
 
     # -- loading ---------------------------------------------------------
@@ -87,7 +92,8 @@ class SharedSession(MutableMapping[str, Any]):
 
     def _adopt(self, record: Record, text: str) -> None:
         self._data = record.data
-        self._base = self._manager.decode(text).data
+        self._snap = _snapshot(record.data)
+        self._base = None if self._snap is not None else self._manager.decode(text).data
         self.created = record.created
         self.last_accessed = record.accessed
         manager = self._manager
@@ -113,7 +119,7 @@ class SharedSession(MutableMapping[str, Any]):
     def _reset_new(self) -> None:
         self.id = new_session_id()
         self.is_new = True
-        self._data, self._base = {}, {}
+        self._data, self._base, self._snap = {}, {}, _EMPTY_SNAPSHOT
         self.created = self._manager.clock()
         self.last_accessed = None
         self._loaded, self._pending_load = True, False
@@ -152,12 +158,22 @@ class SharedSession(MutableMapping[str, Any]):
     # -- change tracking -------------------------------------------------
     def changes(self) -> tuple[dict[str, Any], list[str]]:
         """The keys set (with values) and deleted since the last load or save."""
-        if self._pending_load:
+        if self._pending_load or not self._modified():
             return {}, []
-        base = self._base
+        base = self._stored()
         sets = {k: v for k, v in self._data.items() if not _same(base.get(k, _MISSING), v)}
         dels = [k for k in base if k not in self._data]
         return sets, dels
+
+    def _modified(self) -> bool:
+        """Whether the data differs from the stored state (one snapshot compare when possible)."""
+        return self._snap is None or _snapshot(self._data) != self._snap
+
+    def _stored(self) -> dict[str, Any]:
+        """The stored state, as loaded or last saved (decoded on first use)."""
+        if self._base is None:
+            self._base = orjson.loads(self._snap) if self._snap is not None else {}
+        return self._base
 
     @property
     def dirty(self) -> bool:
@@ -173,24 +189,34 @@ class SharedSession(MutableMapping[str, Any]):
         """
         if self.ended:
             raise SessionEnded(f"the session was ended ({self.ended}); nothing was saved", reason=self.ended)
+        manager = self._manager
+        if self._locked_base:  # inside atomic(): we hold the lock and _data is the whole new state
+            current = _snapshot(self._data)
+            changed = current is None or current != self._snap
+            if not (self.touch_due or (changed and not accessed_only)):
+                return False
+            record = Record(created=self.created, accessed=manager.clock(), data=self._data)
+            manager.write(self.id, record, snapshot=current)
+            self._snap, self._base = current, None  # _data is now the stored state
+            if current is None:
+                self._base = json.loads(json.dumps(self._data))
+            self.is_new = False
+            self.touch_due = False
+            return True
         sets, dels = ({}, []) if accessed_only else self.changes()
         if not (sets or dels or self.touch_due):
             return False
-        manager = self._manager
         with manager.store.lock(self.id):
             now = manager.clock()
-            if self._locked_base:
-                record = Record(created=self.created, accessed=now, data=self._data)
+            found = manager.read(self.id)
+            if found is None:
+                if not self.is_new:
+                    self._gone("the session ended meanwhile; nothing was saved")
+                record = Record(created=self.created, accessed=now, data={})
             else:
-                found = manager.read(self.id)
-                if found is None:
-                    if not self.is_new:
-                        self._gone("the session ended meanwhile; nothing was saved")
-                    record = Record(created=self.created, accessed=now, data={})
-                else:
-                    record = found[0]
-                    record.accessed = now
-                _merge(record.data, sets, dels)
+                record = found[0]
+                record.accessed = now
+            _merge(record.data, sets, dels)
             text = manager.write(self.id, record)
         self._adopt(record, text)
         self.is_new = False
@@ -214,47 +240,15 @@ class SharedSession(MutableMapping[str, Any]):
     def revert(self) -> None:
         """Drop unsaved changes."""
         if not self._pending_load:
-            self._data = json.loads(json.dumps(self._base))
+            self._data = orjson.loads(self._snap) if self._snap is not None else json.loads(json.dumps(self._stored()))
 
     def accessed(self) -> bool:
         """Whether this request or event used the session."""
         return self.accessed_now
 
-    @contextmanager
-    def atomic(self) -> Iterator[SharedSession]:
+    def atomic(self) -> AbstractContextManager[SharedSession]:
         """Hold the lock from a fresh load to the save (read-modify-write)."""
-        if self.ended:
-            raise SessionEnded(f"the session was ended ({self.ended})", reason=self.ended)
-        manager = self._manager
-        self.accessed_now = True
-        outer = self._locked_base
-        with manager.store.lock(self.id):
-            sets, dels = self.changes()
-            if self._pending_load:
-                self._ensure()  # the first load is fresh already: we hold the lock
-            elif not outer:
-                found = manager.read(self.id)
-                if found is not None:
-                    self._adopt(*found)
-                elif not self.is_new:
-                    self._gone("the session ended meanwhile")
-                _merge(self._data, sets, dels)
-            snapshot = json.dumps(self._data) if outer else None
-            self._locked_base = True  # _base is the stored state while we hold the lock
-            try:
-                try:
-                    yield self
-                except BaseException:
-                    if snapshot is not None:
-                        self._data = json.loads(snapshot)
-                    else:
-                        self.revert()
-                        _merge(self._data, sets, dels)
-                    raise
-                if not outer:
-                    self.save()
-            finally:
-                self._locked_base = outer
+        return _Atomic(self)
 
     # -- ending ----------------------------------------------------------
     def delete(self) -> None:
@@ -266,7 +260,7 @@ class SharedSession(MutableMapping[str, Any]):
             with self._manager.store.lock(self.id):
                 self._manager.end(self.id, reason="logout")
         self.ended = "logout"
-        self._data, self._base = {}, {}
+        self._data, self._base, self._snap = {}, {}, _EMPTY_SNAPSHOT
         self._pending_load = False
 
     def invalidate(self) -> None:
@@ -296,3 +290,60 @@ class SharedSession(MutableMapping[str, Any]):
         self.rotated_from = old_id
         self._adopt(record, text)
         manager.rotated(old_id, new_id)
+
+
+class _Atomic:
+    """``with session.atomic():`` (a class, not a generator: it is on every atomic update's path).
+
+    Entering takes the session's lock, loads the stored state fresh and
+    re-applies this session's unsaved changes on top; leaving saves (the
+    outermost block only) and releases. An exception in the block undoes the
+    block's changes and saves nothing.
+    """
+
+    __slots__ = ("session", "hold", "outer", "sets", "dels", "rollback")
+
+    def __init__(self, session: SharedSession) -> None:
+        self.session = session
+
+    def __enter__(self) -> SharedSession:
+        session = self.session
+        if session.ended:
+            raise SessionEnded(f"the session was ended ({session.ended})", reason=session.ended)
+        manager = session._manager
+        session.accessed_now = True
+        self.outer = outer = session._locked_base
+        self.hold = hold = manager.store.lock(session.id)
+        hold.__enter__()
+        try:
+            self.sets, self.dels = sets, dels = session.changes()
+            if session._pending_load:
+                session._ensure()  # the first load is fresh already: we hold the lock
+            elif not outer:
+                found = manager.read(session.id)
+                if found is not None:
+                    session._adopt(*found)
+                elif not session.is_new:
+                    session._gone("the session ended meanwhile")
+                _merge(session._data, sets, dels)
+            self.rollback = json.dumps(session._data) if outer else None
+        except BaseException:
+            hold.__exit__(None, None, None)
+            raise
+        session._locked_base = True  # the snapshot is the stored state while we hold the lock
+        return session
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        session = self.session
+        try:
+            if exc_type is not None:
+                if self.rollback is not None:
+                    session._data = json.loads(self.rollback)
+                else:
+                    session.revert()
+                    _merge(session._data, self.sets, self.dels)
+            elif not self.outer:
+                session.save()
+        finally:
+            session._locked_base = self.outer
+            self.hold.__exit__(None, None, None)

@@ -41,8 +41,15 @@ _FAULTS: tuple[type[BaseException], ...] = (OSError, _RedisError)
 
 def _check(session_id: str) -> None:
     """Refuse anything but an id we issue before it becomes a key or a path."""
+    global _checked
+    if session_id is _checked:  # the same string object as the last one checked: a lock, read, write
+        return
     if not is_session_id(session_id):
         raise ValueError("not a session id")
+    _checked = session_id
+
+
+_checked: object = None
 
 
 class Store:

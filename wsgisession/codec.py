@@ -1,0 +1,71 @@
+"""The JSON codec of session records: orjson where it is exact, the stdlib where it is not.
+
+Session data is JSON and nothing else (no pickle anywhere). A record is the
+text ``{"created": t, "accessed": t, "data": {...}}``.
+
+Writing is strict: a value JSON cannot hold (a datetime, a set, NaN, a UUID,
+an object) raises ``TypeError`` or ``ValueError``. orjson writes the text when
+its output decodes back to exactly the data it was given (it would quietly
+turn UUIDs, enum members and NaN into other values); otherwise the stdlib
+encoder writes it (it accepts tuples and integers past 64 bits, and refuses
+the rest).
+
+Reading uses orjson, except for records marked ``"exact": true``: orjson
+reads an integer past 64 bits as a float and loses digits, so a record whose
+data holds a run of 19 digits or more carries that mark and is read by the
+stdlib.
+
+:func:`snapshot` is the fast, non-strict form that change tracking compares.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+# Types orjson would serialize on its own but JSON does not hold are passed
+# through to an error (and so to the strict encoder).
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+# The strict encoder (built once): compact, UTF-8, no NaN or Infinity.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
+_EXACT = ',"exact":true'
+_EXACT_END = '},"exact":true}'  # data is an object: its "}" comes first, so a nested key never matches
+
+
+def snapshot(data: dict[str, Any]) -> bytes | None:
+    """A serialized snapshot of ``data`` to compare with a later one; ``None`` if orjson refuses it."""
+    try:
+        return orjson.dumps(data, option=_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return None
+
+
+def strict(value: Any) -> str:
+    """Encode one value with the strict encoder (to find which value JSON cannot hold)."""
+    return _ENCODER.encode(value)
+
+
+def encode_record(created: float, accessed: float, data: dict[str, Any], *, snapshot_text: bytes | None = None) -> str:
+    """A record's text (strict); ``snapshot_text`` is :func:`snapshot` of ``data``, if known."""
+    text = snapshot_text if snapshot_text is not None else snapshot(data)
+    mark = ""
+    if text is not None and orjson.loads(text) == data:
+        data_text = text.decode("utf-8")
+    else:
+        data_text = _ENCODER.encode(data)  # raises TypeError or ValueError for what JSON cannot hold
+        if _LONG_NUMBER.search(data_text) is not None:
+            mark = _EXACT
+    return f'{{"created":{float(created)!r},"accessed":{float(accessed)!r},"data":{data_text}{mark}}}'
+
+
+def decode_record(text: str) -> dict[str, Any]:
+    """Parse a record's text (``ValueError`` if it is not JSON or not an object)."""
+    raw = json.loads(text) if text.endswith(_EXACT_END) else orjson.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError("a session record is a JSON object")
+    return raw
