@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from . import codec
-from .cookies import SessionCookie, is_session_id
+from .cookies import SessionCookie
 from .errors import SessionExpired, SessionValueError, UnknownSession
 from .store import Store
 
@@ -129,9 +129,10 @@ class SessionManager:
 
     def load(self, session_id: str) -> tuple[Record, str]:
         """Like :meth:`read` but raising UnknownSession or SessionExpired."""
-        if not is_session_id(session_id):
-            raise UnknownSession("not a session id")
-        text = self.store.read(session_id)
+        try:
+            text = self.store.read(session_id)
+        except ValueError:  # not an id we issue: the store refuses it before it becomes a key or a path
+            raise UnknownSession("not a session id") from None
         record = self._parse(session_id, text)
         if record is None:
             raise UnknownSession("no such session")
@@ -142,7 +143,7 @@ class SessionManager:
 
     def write(self, session_id: str, record: Record, *, snapshot: bytes | None = None) -> str:
         text = self.encode(record, snapshot=snapshot)
-        self.store.write(session_id, text, ttl=self.ttl(record))
+        self.store.write(session_id, text, ttl=self.ttl(record) if self.store.expires else None)
         return text
 
     # -- lives -----------------------------------------------------------

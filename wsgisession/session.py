@@ -63,6 +63,11 @@ def _same(a: Any, b: Any) -> bool:
 class SharedSession(MutableMapping[str, Any]):
     """One session, shared by HTTP requests and Socket.IO events."""
 
+    __slots__ = (
+        "_manager", "_strict", "id", "is_new", "ended", "rotated_from", "accessed_now", "touch_due",
+        "_locked_base", "created", "last_accessed", "_data", "_snap", "_base", "_pending_load",
+    )
+
     def __init__(
         self, manager: SessionManager, session_id: str | None, *, is_new: bool, strict: bool = False
     ) -> None:
@@ -74,10 +79,8 @@ class SharedSession(MutableMapping[str, Any]):
         self.rotated_from: str | None = None
         self.accessed_now = False
         self.touch_due = False
-        self._loaded = is_new
         self._locked_base = False  # inside atomic(): _base is the stored state
-        now = manager.clock()
-        self.created = now
+        self.created = manager.clock() if is_new else 0.0  # a stored session's comes with it
         self.last_accessed: float | None = None
         self._data: dict[str, Any] = {}
         self._snap: bytes | None = _EMPTY_SNAPSHOT  # the stored state as loaded or saved, serialized
@@ -98,7 +101,6 @@ class SharedSession(MutableMapping[str, Any]):
         self.last_accessed = record.accessed
         manager = self._manager
         self.touch_due = bool(manager.timeout) and manager.clock() - record.accessed >= manager.touch_interval
-        self._loaded = True
         self._pending_load = False
 
     def _ensure(self) -> dict[str, Any]:
@@ -122,7 +124,7 @@ class SharedSession(MutableMapping[str, Any]):
         self._data, self._base, self._snap = {}, {}, _EMPTY_SNAPSHOT
         self.created = self._manager.clock()
         self.last_accessed = None
-        self._loaded, self._pending_load = True, False
+        self._pending_load = False
         self.touch_due = False
 
     # -- mapping ---------------------------------------------------------

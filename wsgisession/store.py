@@ -76,6 +76,7 @@ class Store:
             )
         self.backend = backend
         self.locking = locking  # off only to measure what locks cost (benchmarks)
+        self.expires = backend != "memory"  # whether the backend drops records past a write's ttl
         self._options: dict[str, Any] = dict(options)
         self._cls: Callable[..., NamespaceManager]
         store_lock: Callable[[str], StoreLock] | None = None
@@ -182,7 +183,7 @@ class Store:
         if not self.locking:
             return nullcontext()
         hold = self.locks.hold(session_id, timeout=timeout)
-        return _Guarded(hold, self)
+        return hold if self.backend == "memory" else _Guarded(hold, self)
 
 
 class _Guarded(AbstractContextManager[None]):
