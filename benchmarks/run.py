@@ -310,9 +310,10 @@ def build_targets(directory: Path, redis_url: str | None, have: dict[str, bool],
         targets.append(Target(f"beaker/{store}", "beaker", store, launch=python_peer("beaker_socketio.py", *backend)))
     skipped = []
     if have["flask"]:
-        for store in ["file"] + (["redis"] if redis_url else []):
-            backend = ["--type", "filesystem", "--data-dir", str(file_root / "flask")] if store == "file" else \
-                ["--type", "redis", "--url", str(redis_url).replace("/0", "/3")]
+        for store in ["memory", "file"] + (["redis"] if redis_url else []):
+            backend = {"memory": ["--type", "memory"],
+                       "file": ["--type", "filesystem", "--data-dir", str(file_root / "flask")],
+                       "redis": ["--type", "redis", "--url", str(redis_url).replace("/0", "/3")]}[store]
             targets.append(Target(f"flask/{store}", "flask", store,
                                   launch=python_peer("flask_socketio_peer.py", *backend)))
     else:
@@ -710,7 +711,7 @@ class Run:
 # -- summaries ----------------------------------------------------------------
 #: packages whose functions the profile tables show by inclusive share (the rest is the stack under them)
 FOCUS = ("wsgisession", "wsgisession_examples", "beaker", "json", "orjson", "redis", "flask", "flask_session",
-         "flask_socketio", "werkzeug", "itsdangerous")
+         "flask_socketio", "cachelib", "werkzeug", "itsdangerous")
 
 
 def collapsed_summary(path: Path, top: int = 20) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Peer: Flask-SocketIO + Flask-Session (server-side sessions shared by HTTP and
 events: ``manage_session=False``, as Flask-SocketIO documents for that case).
 
+    python flask_socketio_peer.py --port P --type memory
     python flask_socketio_peer.py --port P --type filesystem --data-dir DIR
     python flask_socketio_peer.py --port P --type redis --url redis://127.0.0.1:6379/0
 
@@ -24,6 +25,10 @@ def build(kind: str, data_dir: str | None, url: str | None) -> Flask:
         import redis
 
         app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(url))
+    elif kind == "memory":  # in-process, as wsgisession/memory; threshold: no pruning within a run
+        from cachelib.simple import SimpleCache
+
+        app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=SimpleCache(threshold=100000, default_timeout=0))
     else:
         from cachelib.file import FileSystemCache
 
@@ -70,7 +75,7 @@ def build(kind: str, data_dir: str | None, url: str | None) -> Flask:
 
 def main() -> None:
     args = parser(__doc__)
-    args.add_argument("--type", default="filesystem", choices=["filesystem", "redis"])
+    args.add_argument("--type", default="filesystem", choices=["memory", "filesystem", "redis"])
     args.add_argument("--data-dir")
     args.add_argument("--url")
     options = args.parse_args()
