@@ -13,10 +13,12 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import gevent
 import pytest
 import redis
 
 from tests.servers import SECRET
+from wsgisession.backends import file as file_backend
 from wsgisession.backends.file import FileNamespaceManager
 from wsgisession.backends.redis import RedisNamespaceManager
 from wsgisession.cookies import SessionCookie, new_session_id
@@ -63,6 +65,47 @@ def test_file_backend_stores_json_text_under_a_digest(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary file is left behind"
     del manager["session"]
     assert not path.exists()
+
+
+@pytest.mark.parametrize("exchange", ["renameat2", "rename"])
+def test_file_backend_replaces_files_whole_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: str
+) -> None:
+    if exchange == "rename":
+        monkeypatch.setattr(file_backend, "_exchange", None)
+    elif file_backend._exchange is None:
+        pytest.skip("no renameat2 in this C library")
+    manager = FileNamespaceManager(new_session_id(), data_dir=str(tmp_path))
+    manager.set_value("other", "kept")
+    before = Path(manager.file).read_bytes()
+    old = open(manager.file, "rb")  # a reader that opened the file before the writes
+    for n in range(5):
+        manager.set_value("session", json.dumps({"n": n}))
+    assert manager["session"] == '{"n": 4}' and manager["other"] == "kept"
+    manager.replace_value("session", "only")
+    assert manager.keys() == ["session"] and manager["session"] == "only"
+    with old:
+        assert old.read() == before, "each write is a new file, never an edit in place"
+    assert [p.name for p in Path(manager.file).parent.iterdir()] == [Path(manager.file).name]
+
+
+def test_file_backend_readers_never_see_a_partial_file(tmp_path: Path) -> None:
+    manager = FileNamespaceManager(new_session_id(), data_dir=str(tmp_path))
+    big = "x" * 300_000
+    manager.set_value("session", big)
+    seen: set[int] = set()
+
+    def read() -> None:
+        for _ in range(200):
+            seen.add(len(FileNamespaceManager(manager.namespace, data_dir=str(tmp_path))["session"]))
+            gevent.sleep(0)
+
+    reader = gevent.spawn(read)
+    for n in range(200):
+        manager.set_value("session", ("y" if n % 2 else "x") * 300_000)
+        gevent.sleep(0)
+    reader.join()
+    assert seen == {300_000}
 
 
 @pytest.mark.parametrize("namespace", ["../../x", "..x", "/etc/passwd", "a\x00b", ""])

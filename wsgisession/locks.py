@@ -64,15 +64,25 @@ class FileLock:
     drops the lock of a process that dies.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, make_directory: Callable[[], None] | None = None) -> None:
         self.path = path
+        self._make_directory = make_directory  # called if the lock's directory does not exist yet
         self._fd: int | None = None
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            if self._make_directory is None:
+                raise
+            self._make_directory()
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         poll = _POLL_MIN
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:

@@ -76,7 +76,7 @@ class Store:
             )
         self.backend = backend
         self.locking = locking  # off only to measure what locks cost (benchmarks)
-        self.expires = backend != "memory"  # whether the backend drops records past a write's ttl
+        self.expires = backend == "redis"  # whether the backend drops records past a write's ttl
         self._options: dict[str, Any] = dict(options)
         self._cls: Callable[..., NamespaceManager]
         store_lock: Callable[[str], StoreLock] | None = None
@@ -113,7 +113,8 @@ class Store:
         return self._cls(session_id, **self._options)
 
     def _file_lock(self, session_id: str) -> StoreLock:
-        return FileLock(FileNamespaceManager(session_id, **self._options).lock_path())
+        manager = FileNamespaceManager(session_id, **self._options)
+        return FileLock(manager.lock_path(create_directories=False), make_directory=manager.make_directories)
 
     def _redis_lock(self, session_id: str) -> StoreLock:
         data_key = self._manager(session_id).key(_KEY)
@@ -152,7 +153,11 @@ class Store:
             held.stage("set", text, ttl)  # written when the lock is released, if still ours
             return
         try:
-            self._manager(session_id).set_value(_KEY, text, expiretime=ttl)
+            manager = self._manager(session_id)
+            if isinstance(manager, FileNamespaceManager):
+                manager.replace_value(_KEY, text)  # the session is the file's only key: no read first
+            else:
+                manager.set_value(_KEY, text, expiretime=ttl)
         except _FAULTS as exc:
             raise self._fault(exc) from exc
 

@@ -3,20 +3,55 @@
 Files live under ``<data_dir>/wsgisession/<aa>/<sha256>.json``: the name is a
 digest of the namespace, so no namespace can reach outside the directory.
 Writes go to a temporary file that is renamed into place, so a reader never
-sees half a record.
+sees half a record. On Linux the rename is an exchange (``renameat2`` with
+``RENAME_EXCHANGE``) followed by unlinking the old file: a plain rename over an
+existing file makes ext4 start writing the new file's blocks back at once
+(``auto_da_alloc``), which cost ~0.1 ms of CPU and ~0.2 ms per save here. The
+price: after an operating-system crash (not a process crash) a session saved in
+the last seconds may read as empty, which is treated as no session.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
+import itertools
 import json
 import logging
 import os
-import tempfile
-from typing import Any
+from typing import Any, Callable
 
+import orjson
 from beaker.container import NamespaceManager
 
 log = logging.getLogger(__name__)
+
+_serial = itertools.count()
+
+
+def _exchanger() -> Callable[[str, str], bool] | None:
+    """``renameat2(RENAME_EXCHANGE)`` from the C library, if there is one (Linux, glibc 2.28+)."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+
+    def exchange(source: str, target: str) -> bool:
+        """Swap two existing paths atomically; False if this file system cannot."""
+        if renameat2(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), rename_exchange) == 0:
+            return True
+        code = ctypes.get_errno()
+        if code in (errno.EINVAL, errno.ENOSYS, errno.ENOENT, errno.EOPNOTSUPP):
+            return False  # unsupported here, or no file to exchange with: rename instead
+        raise OSError(code, os.strerror(code), target)
+
+    return exchange
+
+
+_exchange = _exchanger()
 
 
 class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
@@ -31,35 +66,64 @@ class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
         self.directory = os.path.join(self.root, digest[:2])
         self.file = os.path.join(self.directory, digest + ".json")
 
-    def _makedirs(self) -> None:
+    def make_directories(self) -> None:
         # makedirs' mode applies to the last directory only: make both private
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
 
     def _read(self) -> dict[str, str]:
         try:
-            with open(self.file, encoding="utf-8") as fh:
-                data = json.load(fh)
+            with open(self.file, "rb") as fh:
+                raw = fh.read()
         except FileNotFoundError:
             return {}
-        except ValueError:
-            log.warning("ignoring a corrupt session file %s", os.path.basename(self.file))
-            return {}
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # integers past 64 bits read exactly, as text
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                log.warning("ignoring a corrupt session file %s", os.path.basename(self.file))
+                return {}
         return data if isinstance(data, dict) else {}
 
     def _write(self, data: dict[str, str]) -> None:
         if not data:
             self.do_remove()
             return
-        self._makedirs()
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-            os.replace(tmp, self.file)
+            payload = orjson.dumps(data)
+        except TypeError:  # not written by us (an integer past 64 bits, say)
+            payload = json.dumps(data, ensure_ascii=False).encode("utf-8")
+        tmp = f"{self.directory}/.tmp-{os.getpid()}-{next(_serial)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # the first write under this prefix: make the directories
+            self.make_directories()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            if _exchange is not None and _exchange(tmp, self.file):
+                os.unlink(tmp)  # now the old file
+            else:
+                os.replace(tmp, self.file)
         except BaseException:
-            os.unlink(tmp)
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
             raise
+
+    def replace_value(self, key: str, value: str) -> None:
+        """Make ``key`` the namespace's only key (one write, no read): what the session store does."""
+        if not isinstance(value, str):
+            raise TypeError("the wsgisession file backend stores str values only")
+        self._write({key: value})
 
     def __getitem__(self, key: str) -> str:
         value = self._read()[key]
@@ -97,7 +161,8 @@ class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
     def keys(self) -> list[str]:
         return list(self._read())
 
-    def lock_path(self) -> str:
+    def lock_path(self, *, create_directories: bool = True) -> str:
         """Where the cross-process lock of this namespace lives."""
-        self._makedirs()
+        if create_directories:
+            self.make_directories()
         return self.file[: -len(".json")] + ".lock"
