@@ -160,7 +160,10 @@ class RedisLock:
     """
 
     def __init__(self, client: redis.Redis[bytes], name: str, *, ttl: float, data_key: str | None = None) -> None:
+        from .backends.redis_commands import commands_for  # redis is an optional extra
+
         self._client = client
+        self._commands = commands_for(client)
         self._acquire_script, self._renew_script, self._release_script = _scripts(client)
         self._name = name
         self._data_key = data_key or name
@@ -184,7 +187,7 @@ class RedisLock:
         poll = _POLL_MIN
         ttl_ms = str(max(1, int(self._ttl * 1000)))
         while True:
-            result = self._acquire_script(keys=[self._name, self._data_key], args=[self._token, ttl_ms])
+            result = self._commands.run_script(self._acquire_script, [self._name, self._data_key], [self._token, ttl_ms])
             if result[0] == 1:
                 break
             if time.monotonic() >= deadline:
@@ -218,8 +221,8 @@ class RedisLock:
         operation, value, expiry = self._staged
         self._staged = ("", "", "")
         try:
-            released = self._release_script(
-                keys=[self._name, self._data_key], args=[self._token, operation, value, expiry]
+            released = self._commands.run_script(
+                self._release_script, [self._name, self._data_key], [self._token, operation, value, expiry]
             )
         except Exception as exc:
             if operation:

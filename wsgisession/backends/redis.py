@@ -12,6 +12,8 @@ from typing import Any
 import redis
 from beaker.container import NamespaceManager
 
+from .redis_commands import commands_for
+
 log = logging.getLogger(__name__)
 
 _clients: dict[tuple[str, float], redis.Redis[bytes]] = {}
@@ -40,13 +42,14 @@ class RedisNamespaceManager(NamespaceManager):  # type: ignore[misc]
     ) -> None:
         super().__init__(namespace)
         self.client = url if isinstance(url, redis.Redis) else client_for(url, socket_timeout=float(socket_timeout))
+        self.commands = commands_for(self.client)  # GET, SET and DEL: the session path
         self.prefix = prefix
 
     def key(self, key: str) -> str:
         return f"{self.prefix}{self.namespace}:{key}"
 
     def __getitem__(self, key: str) -> str:
-        value = self.client.get(self.key(key))
+        value = self.commands.execute("GET", self.key(key))
         if value is None:
             raise KeyError(key)
         try:
@@ -65,13 +68,16 @@ class RedisNamespaceManager(NamespaceManager):  # type: ignore[misc]
     def set_value(self, key: str, value: str, expiretime: int | None = None) -> None:
         if not isinstance(value, str):
             raise TypeError("the wsgisession Redis backend stores str values only")
-        self.client.set(self.key(key), value.encode("utf-8"), ex=expiretime or None)
+        if expiretime:
+            self.commands.execute("SET", self.key(key), value.encode("utf-8"), "EX", int(expiretime))
+        else:
+            self.commands.execute("SET", self.key(key), value.encode("utf-8"))
 
     def __setitem__(self, key: str, value: str) -> None:
         self.set_value(key, value)
 
     def __delitem__(self, key: str) -> None:
-        if not self.client.delete(self.key(key)):
+        if not self.commands.execute("DEL", self.key(key)):
             raise KeyError(key)
 
     def do_remove(self) -> None:
