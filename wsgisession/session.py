@@ -30,6 +30,7 @@ import orjson
 from .codec import snapshot as _snapshot
 from .cookies import new_session_id
 from .errors import SessionEnded, SessionExpired, UnknownSession
+from .atomic import Atomic, merge as _merge
 from .manager import Record
 
 if TYPE_CHECKING:
@@ -39,13 +40,6 @@ log = logging.getLogger(__name__)
 
 _MISSING = object()
 _EMPTY_SNAPSHOT = b"{}"
-
-
-def _merge(data: dict[str, Any], sets: dict[str, Any], dels: list[str]) -> None:
-    """Apply a session's changes to ``data``."""
-    data.update(sets)
-    for key in dels:
-        data.pop(key, None)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -250,7 +244,7 @@ class SharedSession(MutableMapping[str, Any]):
 
     def atomic(self) -> AbstractContextManager[SharedSession]:
         """Hold the lock from a fresh load to the save (read-modify-write)."""
-        return _Atomic(self)
+        return Atomic(self)
 
     # -- ending ----------------------------------------------------------
     def delete(self) -> None:
@@ -293,59 +287,3 @@ class SharedSession(MutableMapping[str, Any]):
         self._adopt(record, text)
         manager.rotated(old_id, new_id)
 
-
-class _Atomic:
-    """``with session.atomic():`` (a class, not a generator: it is on every atomic update's path).
-
-    Entering takes the session's lock, loads the stored state fresh and
-    re-applies this session's unsaved changes on top; leaving saves (the
-    outermost block only) and releases. An exception in the block undoes the
-    block's changes and saves nothing.
-    """
-
-    __slots__ = ("session", "hold", "outer", "sets", "dels", "rollback")
-
-    def __init__(self, session: SharedSession) -> None:
-        self.session = session
-
-    def __enter__(self) -> SharedSession:
-        session = self.session
-        if session.ended:
-            raise SessionEnded(f"the session was ended ({session.ended})", reason=session.ended)
-        manager = session._manager
-        session.accessed_now = True
-        self.outer = outer = session._locked_base
-        self.hold = hold = manager.store.lock(session.id)
-        hold.__enter__()
-        try:
-            self.sets, self.dels = sets, dels = session.changes()
-            if session._pending_load:
-                session._ensure()  # the first load is fresh already: we hold the lock
-            elif not outer:
-                found = manager.read(session.id)
-                if found is not None:
-                    session._adopt(*found)
-                elif not session.is_new:
-                    session._gone("the session ended meanwhile")
-                _merge(session._data, sets, dels)
-            self.rollback = json.dumps(session._data) if outer else None
-        except BaseException:
-            hold.__exit__(None, None, None)
-            raise
-        session._locked_base = True  # the snapshot is the stored state while we hold the lock
-        return session
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        session = self.session
-        try:
-            if exc_type is not None:
-                if self.rollback is not None:
-                    session._data = json.loads(self.rollback)
-                else:
-                    session.revert()
-                    _merge(session._data, self.sets, self.dels)
-            elif not self.outer:
-                session.save()
-        finally:
-            session._locked_base = self.outer
-            self.hold.__exit__(None, None, None)
