@@ -22,7 +22,6 @@ import fcntl
 import logging
 import os
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import gevent
@@ -137,15 +136,12 @@ redis.call('del', KEYS[1])
 return 1
 """
 _UNREAD = object()
-_SCRIPTS: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Any]] = weakref.WeakKeyDictionary()
-
-
 def _scripts(client: redis.Redis[bytes]) -> tuple[Any, Any, Any]:
-    """The lock's Lua scripts, registered once per client (then run by SHA)."""
-    scripts = _SCRIPTS.get(client)
+    """The lock's Lua scripts, registered once per client (then run by SHA), kept on the client."""
+    scripts: tuple[Any, Any, Any] | None = getattr(client, "_wsgisession_lock_scripts", None)
     if scripts is None:
         scripts = (client.register_script(_ACQUIRE), client.register_script(_RENEW), client.register_script(_RELEASE))
-        _SCRIPTS[client] = scripts
+        setattr(client, "_wsgisession_lock_scripts", scripts)  # noqa: B010
     return scripts
 
 

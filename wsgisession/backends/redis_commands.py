@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import time
-import weakref
 from typing import Any, Sequence
 
 import redis
@@ -93,12 +92,10 @@ class Commands:
             connection.disconnect()
 
 
-_COMMANDS: weakref.WeakKeyDictionary[redis.Redis[bytes], Commands] = weakref.WeakKeyDictionary()
-
-
 def commands_for(client: redis.Redis[bytes]) -> Commands:
-    """The :class:`Commands` of a client (one per client)."""
-    commands = _COMMANDS.get(client)
+    """The :class:`Commands` of a client (one per client, kept on it)."""
+    commands: Commands | None = getattr(client, "_wsgisession_commands", None)
     if commands is None:
-        commands = _COMMANDS[client] = Commands(client)
+        commands = Commands(client)
+        setattr(client, "_wsgisession_commands", commands)  # noqa: B010
     return commands
