@@ -1,6 +1,9 @@
 """Commands: session-path Redis commands on reused redis-py connections (real redis-server)."""
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import gevent
 import pytest
 import redis
@@ -75,11 +78,14 @@ def test_a_store_that_is_down_raises_a_connection_error() -> None:
         Commands(client).execute("GET", "k")
 
 
-def test_after_a_fork_the_parents_connections_are_not_used(redis_client: redis.Redis[bytes]) -> None:
-    commands = Commands(redis_client)
-    commands.execute("GET", "k")
-    (parent_connection, _), = commands._idle
-    commands._pid = -1  # as if this process were a fork of the one that made them
-    commands.execute("GET", "k")
-    (connection, _), = commands._idle
-    assert connection is not parent_connection
+def test_after_a_fork_the_parents_connections_are_not_used(redis_client: redis.Redis[bytes], tmp_path: Any) -> None:
+    commands = commands_for(redis_client)
+    commands.execute("SET", "k", b"v")
+    assert commands._idle
+    pid = os.fork()
+    if pid == 0:  # the child: its free list starts empty, and its own connection works
+        code = 0 if not commands._idle and commands.execute("GET", "k") == b"v" else 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert commands.execute("GET", "k") == b"v", "the parent's connection is still in step"

@@ -95,6 +95,7 @@ class Store:
             self._options["url"] = url
             self._cls = RedisNamespaceManager
             self._redis = client_for(url, socket_timeout=float(self._options.get("socket_timeout", 5.0)))
+            self._options["url"] = self._redis  # the managers share this client (and skip a lookup)
             self._lock_ttl = lock_ttl
             store_lock = self._redis_lock
         else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from typing import Any, Sequence
 
 import redis
@@ -38,11 +39,13 @@ class Commands:
         self._connection_class = pool.connection_class
         self._connection_kwargs = dict(pool.connection_kwargs)
         self._idle: list[tuple[Connection, float]] = []
-        self._pid = os.getpid()
+        _LIVE.add(self)
+
+    def forget(self) -> None:
+        """Drop the free list without closing it (in a forked child: the sockets are the parent's)."""
+        self._idle = []
 
     def _checkout(self) -> Connection:
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
-            self._idle, self._pid = [], os.getpid()
         while self._idle:
             connection, since = self._idle.pop()
             if time.monotonic() - since < _IDLE_CHECK:
@@ -90,6 +93,17 @@ class Commands:
         idle, self._idle = self._idle, []
         for connection, _ in idle:
             connection.disconnect()
+
+
+_LIVE: weakref.WeakSet[Commands] = weakref.WeakSet()
+
+
+def _forget_all() -> None:
+    for commands in list(_LIVE):
+        commands.forget()
+
+
+os.register_at_fork(after_in_child=_forget_all)  # gunicorn forks workers from a loaded app (preload)
 
 
 def commands_for(client: redis.Redis[bytes]) -> Commands:
