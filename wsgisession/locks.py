@@ -136,6 +136,8 @@ redis.call('del', KEYS[1])
 return 1
 """
 _UNREAD = object()
+
+
 def _scripts(client: redis.Redis[bytes]) -> tuple[Any, Any, Any]:
     """The lock's Lua scripts, registered once per client (then run by SHA), kept on the client."""
     scripts: tuple[Any, Any, Any] | None = getattr(client, "_wsgisession_lock_scripts", None)

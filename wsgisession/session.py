@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
+from .atomic import Atomic, merge as _merge
 from .codec import snapshot as _snapshot
 from .cookies import new_session_id
 from .errors import SessionEnded, SessionExpired, UnknownSession
-from .atomic import Atomic, merge as _merge
 from .manager import Record
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class SharedSession(MutableMapping[str, Any]):
         self.rotated_from: str | None = None
         self.accessed_now = False
         self.touch_due = False
-        self._locked_base = False  # inside atomic(): _base is the stored state
+        self._locked_base = False  # inside atomic(): the snapshot is the stored state, and we hold the lock
         self.created = manager.clock() if is_new else 0.0  # a stored session's comes with it
         self.last_accessed: float | None = None
         self._data: dict[str, Any] = {}
@@ -236,7 +236,10 @@ class SharedSession(MutableMapping[str, Any]):
     def revert(self) -> None:
         """Drop unsaved changes."""
         if not self._pending_load:
-            self._data = orjson.loads(self._snap) if self._snap is not None else json.loads(json.dumps(self._stored()))
+            if self._snap is not None:
+                self._data = orjson.loads(self._snap)
+            else:  # a deep copy of what orjson cannot snapshot
+                self._data = json.loads(json.dumps(self._stored()))
 
     def accessed(self) -> bool:
         """Whether this request or event used the session."""
@@ -286,4 +289,3 @@ class SharedSession(MutableMapping[str, Any]):
         self.rotated_from = old_id
         self._adopt(record, text)
         manager.rotated(old_id, new_id)
-
