@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import hashlib
 import itertools
 import json
@@ -54,6 +55,11 @@ def _exchanger() -> Callable[[str, str], bool] | None:
 _exchange = _exchanger()
 
 
+@functools.lru_cache(maxsize=16)
+def _root(data_dir: str) -> str:
+    return os.path.join(data_dir, "wsgisession")
+
+
 class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
     """Stores ``str`` values in ``<root>/<aa>/<digest>.json``; never unpickles."""
 
@@ -61,10 +67,10 @@ class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
         super().__init__(namespace)
         if not (file_dir or data_dir):
             raise ValueError("the file backend needs data_dir (beaker.session.data_dir)")
-        self.root = file_dir or os.path.join(str(data_dir), "wsgisession")
+        self.root = file_dir or _root(str(data_dir))
         digest = hashlib.sha256(namespace.encode("utf-8")).hexdigest()
-        self.directory = os.path.join(self.root, digest[:2])
-        self.file = os.path.join(self.directory, digest + ".json")
+        self.directory = f"{self.root}/{digest[:2]}"  # POSIX paths (this backend locks with flock)
+        self.file = f"{self.directory}/{digest}.json"
 
     def make_directories(self) -> None:
         # makedirs' mode applies to the last directory only: make both private
