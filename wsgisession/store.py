@@ -39,17 +39,17 @@ except ImportError:  # pragma: no cover - redis is an optional extra
 _FAULTS: tuple[type[BaseException], ...] = (OSError, _RedisError)
 
 
+_checked: object = None  # the last id that passed _check (a lock, a read and a write follow each other)
+
+
 def _check(session_id: str) -> None:
     """Refuse anything but an id we issue before it becomes a key or a path."""
     global _checked
-    if session_id is _checked:  # the same string object as the last one checked: a lock, read, write
+    if session_id is _checked:  # the very string object checked last: already checked
         return
     if not is_session_id(session_id):
         raise ValueError("not a session id")
     _checked = session_id
-
-
-_checked: object = None
 
 
 class Store:
@@ -92,7 +92,6 @@ class Store:
 
             if not url:
                 raise ConfigurationError("the Redis store needs url", key="url")
-            self._options["url"] = url
             self._cls = RedisNamespaceManager
             self._redis = client_for(url, socket_timeout=float(self._options.get("socket_timeout", 5.0)))
             self._options["url"] = self._redis  # the managers share this client (and skip a lookup)

@@ -85,12 +85,9 @@ class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
             return {}
         try:
             data = orjson.loads(raw)
-        except orjson.JSONDecodeError:  # integers past 64 bits read exactly, as text
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                log.warning("ignoring a corrupt session file %s", os.path.basename(self.file))
-                return {}
+        except orjson.JSONDecodeError:
+            log.warning("ignoring a corrupt session file %s", os.path.basename(self.file))
+            return {}
         return data if isinstance(data, dict) else {}
 
     def _write(self, data: dict[str, str]) -> None:

@@ -4,8 +4,8 @@ Every socket event that reads a session sends one Redis command, and an atomic
 update two (the lock scripts). Through ``redis.Redis``, each command also checks
 a connection out of the pool and polls it for unread data, goes through the
 retry and observability layers, and checks it back in: ~30 us of CPU per
-command on top of the ~50 us the round trip itself costs here (see
-``benchmarks/README.md``). :class:`Commands` sends the same commands on the
+command on top of the ~35-45 us the round trip itself costs here (README.rst,
+Stores and Benchmarks). :class:`Commands` sends the same commands on the
 same redis-py ``Connection`` objects (built from the client's pool settings),
 kept in a small free list:
 
@@ -88,11 +88,6 @@ class Commands:
         except redis.exceptions.NoScriptError:
             self.execute("SCRIPT", "LOAD", getattr(script, "script"))  # noqa: B009
             return self.execute("EVALSHA", sha, len(keys), *keys, *args)
-
-    def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for connection, _ in idle:
-            connection.disconnect()
 
 
 _LIVE: weakref.WeakSet[Commands] = weakref.WeakSet()
