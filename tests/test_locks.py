@@ -233,6 +233,23 @@ def test_rule6_file_lock_leaves_no_file_after_release(tmp_path: Path) -> None:
     lock.release()  # releasing twice is harmless
 
 
+def test_file_lock_makes_its_directory_only_when_it_is_missing(tmp_path: Path) -> None:
+    made: list[Path] = []
+    directory = tmp_path / "aa"
+
+    def make_directory() -> None:
+        made.append(directory)
+        directory.mkdir(mode=0o700)
+
+    lock = FileLock(str(directory / "s.lock"), make_directory=make_directory)
+    for _ in range(3):
+        lock.acquire(1.0)
+        lock.release()
+    assert made == [directory], "made once, on the first lock"
+    with pytest.raises(FileNotFoundError):
+        FileLock(str(tmp_path / "missing" / "s.lock")).acquire(1.0)
+
+
 def test_rule6_file_lock_of_a_killed_holder_is_free_at_once(tmp_path: Path) -> None:
     path = tmp_path / "s.lock"
     holder = Holder("file", str(path), 60)
