@@ -33,6 +33,20 @@ def test_an_error_reply_is_raised_and_the_connection_stays_in_step(redis_client:
     assert len(commands._idle) == 1
 
 
+def test_pipelined_commands_answer_in_order_and_an_error_comes_after_every_reply(
+    redis_client: redis.Redis[bytes],
+) -> None:
+    commands = Commands(redis_client)
+    assert commands.execute_many(("SET", "a", b"1"), ("GET", "a"), ("GET", "b")) in (
+        [b"OK", b"1", None],
+        [True, b"1", None],
+    )
+    with pytest.raises(redis.ResponseError):
+        commands.execute_many(("SET", "text", b"abc"), ("INCR", "text"), ("SET", "after", b"yes"))
+    assert commands.execute("GET", "after") == b"yes", "the commands after the error ran"
+    assert commands.execute("GET", "text") == b"abc" and len(commands._idle) == 1
+
+
 def test_an_interrupted_command_never_leaves_its_reply_to_the_next(redis_url: str) -> None:
     client: redis.Redis[bytes] = redis.Redis.from_url(redis_url, socket_timeout=0.05)
     commands = Commands(client)

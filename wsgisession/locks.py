@@ -6,9 +6,10 @@ nothing). The first holder in a process also takes a *store lock* that
 serializes processes: :class:`FileLock` (a non-blocking ``flock`` polled with
 gevent sleeps, never a blocking call that would freeze the process) or
 :class:`RedisLock` (a Redis lock with a short TTL, renewed while held, so a
-holder that dies frees it within the TTL; its Lua scripts also read the session
-when the lock is taken and write it when the lock is released, so an atomic
-update costs two round trips, and a holder whose lock expired writes nothing).
+holder that dies frees it within the TTL; taking it also reads the session, in
+the same write (``SET NX PX`` and ``GET``, pipelined), and a Lua script writes
+the session as it releases the lock, so an atomic update costs two round trips,
+and a holder whose lock expired writes nothing).
 Every wait is bounded and ends in :class:`~wsgisession.errors.LockTimeout`.
 
     registry = LockRegistry(timeout=5.0, store_lock=lambda sid: FileLock(path_for(sid)))
@@ -114,12 +115,6 @@ class FileLock:
             os.close(fd)  # closing the last descriptor drops the flock
 
 
-_ACQUIRE = """
-if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, redis.call('get', KEYS[2])}
-end
-return {0}
-"""
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
@@ -138,11 +133,11 @@ return 1
 _UNREAD = object()
 
 
-def _scripts(client: redis.Redis[bytes]) -> tuple[Any, Any, Any]:
+def _scripts(client: redis.Redis[bytes]) -> tuple[Any, Any]:
     """The lock's Lua scripts, registered once per client (then run by SHA), kept on the client."""
-    scripts: tuple[Any, Any, Any] | None = getattr(client, "_wsgisession_lock_scripts", None)
+    scripts: tuple[Any, Any] | None = getattr(client, "_wsgisession_lock_scripts", None)
     if scripts is None:
-        scripts = (client.register_script(_ACQUIRE), client.register_script(_RENEW), client.register_script(_RELEASE))
+        scripts = (client.register_script(_RENEW), client.register_script(_RELEASE))
         setattr(client, "_wsgisession_lock_scripts", scripts)  # noqa: B010
     return scripts
 
@@ -162,7 +157,7 @@ class RedisLock:
 
         self._client = client
         self._commands = commands_for(client)
-        self._acquire_script, self._renew_script, self._release_script = _scripts(client)
+        self._renew_script, self._release_script = _scripts(client)
         self._name = name
         self._data_key = data_key or name
         self._ttl = ttl
@@ -184,15 +179,19 @@ class RedisLock:
         deadline = time.monotonic() + timeout
         poll = _POLL_MIN
         ttl_ms = str(max(1, int(self._ttl * 1000)))
+        take = ("SET", self._name, self._token, "NX", "PX", ttl_ms)
         while True:
-            result = self._commands.run_script(self._acquire_script, [self._name, self._data_key], [self._token, ttl_ms])
-            if result[0] == 1:
+            if self._data_key == self._name:
+                taken, value = self._commands.execute(*take), None
+            else:  # the read rides along in the same write: no one writes the data key without the lock
+                taken, value = self._commands.execute_many(take, ("GET", self._data_key))
+            if taken is not None:
                 break
             if time.monotonic() >= deadline:
                 raise LockTimeout(_timeout_message(timeout), timeout=timeout)
             poll = _backoff(poll)
         if self._data_key != self._name:
-            self.value = result[1]
+            self.value = value
         self._timer = gevent.get_hub().loop.timer(self._ttl / 3, self._ttl / 3)
         self._timer.start(lambda: gevent.spawn(self._renew))
 

@@ -74,6 +74,30 @@ class Commands:
         self._checkin(connection)
         return reply
 
+    def execute_many(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Send several commands in one write and read their replies (a pipeline, not a transaction).
+
+        An error reply is raised once every reply has been read (the connection stays in step).
+        """
+        connection = self._checkout()
+        replies: list[Any] = []
+        try:
+            packed = connection.pack_commands(commands)
+            connection.send_packed_command(packed)  # type: ignore[arg-type]  # the stubs say str; it is bytes
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            connection.disconnect()  # replies may still be on their way: never reuse it
+            raise
+        self._checkin(connection)
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        return replies
+
     def _checkin(self, connection: Connection) -> None:
         if len(self._idle) < _MAX_IDLE:
             self._idle.append((connection, time.monotonic()))
