@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from .codec import snapshot
 from .errors import SessionEnded
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ class Atomic:
             elif not outer:
                 found = manager.read(session.id)
                 if found is not None:
-                    session._adopt(*found)
+                    record, text = found
+                    session._adopt(record, text, snapshot(record.data))
                 elif not session.is_new:
                     session._gone("the session ended meanwhile")
                 merge(session._data, sets, dels)

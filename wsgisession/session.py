@@ -85,11 +85,12 @@ class SharedSession(MutableMapping[str, Any]):
     def load(self) -> None:
         """Load the stored state now (raises UnknownSession, SessionExpired, StoreUnavailable)."""
         record, text = self._manager.load(self.id)
-        self._adopt(record, text)
+        self._adopt(record, text, _snapshot(record.data))
 
-    def _adopt(self, record: Record, text: str) -> None:
+    def _adopt(self, record: Record, text: str, snapshot: bytes | None) -> None:
+        """Take ``record`` (stored as ``text``; ``snapshot`` of its data) as the stored state."""
         self._data = record.data
-        self._snap = _snapshot(record.data)
+        self._snap = snapshot
         self._base = None if self._snap is not None else self._manager.decode(text).data
         self.created = record.created
         self.last_accessed = record.accessed
@@ -192,10 +193,7 @@ class SharedSession(MutableMapping[str, Any]):
             if not (self.touch_due or (changed and not accessed_only)):
                 return False
             record = Record(created=self.created, accessed=manager.clock(), data=self._data)
-            manager.write(self.id, record, snapshot=current)
-            self._snap, self._base = current, None  # _data is now the stored state
-            if current is None:
-                self._base = json.loads(json.dumps(self._data))
+            self._adopt(record, manager.write(self.id, record, snapshot=current), current)
             self.is_new = False
             self.touch_due = False
             return True
@@ -213,8 +211,9 @@ class SharedSession(MutableMapping[str, Any]):
                 record = found[0]
                 record.accessed = now
             _merge(record.data, sets, dels)
-            text = manager.write(self.id, record)
-        self._adopt(record, text)
+            snapshot = _snapshot(record.data)
+            text = manager.write(self.id, record, snapshot=snapshot)
+        self._adopt(record, text, snapshot)
         self.is_new = False
         self.touch_due = False
         return True
@@ -283,9 +282,10 @@ class SharedSession(MutableMapping[str, Any]):
             record = found[0] if found else Record(created=self.created, accessed=manager.clock(), data={})
             sets, dels = self.changes()
             _merge(record.data, sets, dels)
-            text = manager.write(new_id, record)
+            snapshot = _snapshot(record.data)
+            text = manager.write(new_id, record, snapshot=snapshot)
             manager.store.remove(old_id)
         self.id = new_id
         self.rotated_from = old_id
-        self._adopt(record, text)
+        self._adopt(record, text, snapshot)
         manager.rotated(old_id, new_id)
