@@ -451,7 +451,8 @@ class Run:
         port = free_port()
         proc = start("redis-server", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--dir", str(self.workdir), "--databases", "8"],
-                     port=port, logdir=self.logdir, cores=self.server_cores)
+                     port=port, logdir=self.logdir,
+                     cores=self.client_cores if self.args.redis_core == "client" else self.server_cores)
         self.stack.callback(proc.stop)
         self.redis_url = f"redis://127.0.0.1:{port}/0"
         self.redis_pid = proc.pid
@@ -1057,6 +1058,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale-store", default="file", choices=["memory", "file", "redis"])
     parser.add_argument("--file-dir", help="where the file stores keep sessions (default benchmarks/.tmp/<run>/; "
                         "e.g. /dev/shm to take the disk's rename cost out)")
+    parser.add_argument("--redis-core", choices=("server", "client"), default="server",
+                        help="the core redis-server runs on: the servers' (default: it competes with them, as on a "
+                             "one-host deploy) or the load client's (as with Redis on its own core or host)")
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis store even if redis-server exists")
     parser.add_argument("--no-stock", action="store_true", help="keepalive: skip the stock (Nagle) servers")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and client to separate cores")

@@ -1,12 +1,14 @@
-"""Commands: session-path Redis commands on reused redis-py connections (real redis-server)."""
+"""Commands: session-path Redis commands pipelined across greenlets on one connection (real redis-server)."""
 from __future__ import annotations
 
 import os
 from typing import Any
 
 import gevent
+import gevent.socket
 import pytest
 import redis
+import redis.connection
 
 from tests.servers import free_port
 from wsgisession.backends import redis_commands
@@ -15,22 +17,33 @@ from wsgisession.backends.redis_commands import Commands, commands_for
 pytestmark = pytest.mark.redis
 
 
-def test_commands_run_and_reuse_one_connection(redis_client: redis.Redis[bytes]) -> None:
+@pytest.fixture(autouse=True)
+def cooperative_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py's connections on gevent's sockets, as under the servers' monkey-patching."""
+    monkeypatch.setattr(redis.connection, "socket", gevent.socket)
+
+
+def _connection_id(commands: Commands) -> int:
+    return int(commands.execute("CLIENT", "ID"))
+
+
+def test_commands_run_on_one_connection(redis_client: redis.Redis[bytes]) -> None:
     commands = Commands(redis_client)
     assert commands.execute("SET", "k", b"v") in (b"OK", "OK", True)
     assert commands.execute("GET", "k") == b"v"
     assert commands.execute("GET", "missing") is None
-    assert len(commands._idle) == 1, "sequential commands share one connection"
+    assert _connection_id(commands) == _connection_id(commands), "sequential commands share one connection"
     assert commands_for(redis_client) is commands_for(redis_client)
 
 
 def test_an_error_reply_is_raised_and_the_connection_stays_in_step(redis_client: redis.Redis[bytes]) -> None:
     commands = Commands(redis_client)
     commands.execute("SET", "text", b"abc")
+    before = _connection_id(commands)
     with pytest.raises(redis.ResponseError):
         commands.execute("INCR", "text")
     assert commands.execute("GET", "text") == b"abc"
-    assert len(commands._idle) == 1
+    assert _connection_id(commands) == before
 
 
 def test_pipelined_commands_answer_in_order_and_an_error_comes_after_every_reply(
@@ -41,30 +54,84 @@ def test_pipelined_commands_answer_in_order_and_an_error_comes_after_every_reply
         [b"OK", b"1", None],
         [True, b"1", None],
     )
+    before = _connection_id(commands)
     with pytest.raises(redis.ResponseError):
         commands.execute_many(("SET", "text", b"abc"), ("INCR", "text"), ("SET", "after", b"yes"))
     assert commands.execute("GET", "after") == b"yes", "the commands after the error ran"
-    assert commands.execute("GET", "text") == b"abc" and len(commands._idle) == 1
+    assert commands.execute("GET", "text") == b"abc" and _connection_id(commands) == before
 
 
-def test_an_interrupted_command_never_leaves_its_reply_to_the_next(redis_url: str) -> None:
+def test_concurrent_greenlets_share_one_connection_and_each_gets_its_own_replies(
+    redis_client: redis.Redis[bytes],
+) -> None:
+    commands = Commands(redis_client)
+    for n in range(200):
+        commands.execute("SET", f"k{n}", str(n).encode())
+
+    def one(n: int) -> tuple[Any, ...]:
+        if n % 2:
+            return (commands.execute("GET", f"k{n}"),)
+        return tuple(commands.execute_many(("GET", f"k{n}"), ("CLIENT", "ID"), ("GET", f"k{n + 1}")))
+
+    greenlets = [gevent.spawn(one, n) for n in range(200)]
+    gevent.joinall(greenlets, raise_error=True)
+    ids = set()
+    for n, greenlet in enumerate(greenlets):
+        if n % 2:
+            assert greenlet.value == (str(n).encode(),)
+        else:
+            mine, client_id, next_one = greenlet.value
+            assert (mine, next_one) == (str(n).encode(), str(n + 1).encode() if n < 199 else None)
+            ids.add(client_id)
+    assert len(ids) == 1, "every greenlet's commands went down the same connection"
+
+
+def test_a_greenlet_killed_while_it_waits_leaves_the_connection_in_step(redis_client: redis.Redis[bytes]) -> None:
+    commands = Commands(redis_client)
+    commands.execute_many(("SET", "a", b"A"), ("SET", "b", b"B"))
+    before = _connection_id(commands)
+    reader = gevent.spawn(commands.execute, "BLPOP", "empty-list", "0.2")  # reads, and holds up what follows
+    gevent.sleep(0.02)
+    killed = gevent.spawn(commands.execute, "GET", "a")
+    waiting = gevent.spawn(commands.execute, "GET", "b")
+    gevent.sleep(0.02)
+    killed.kill()
+    assert reader.get() is None and waiting.get() == b"B"
+    assert commands.execute("GET", "a") == b"A", "the killed greenlet's reply was read and dropped"
+    assert _connection_id(commands) == before
+
+
+def test_killing_the_greenlet_that_reads_fails_the_others_and_the_next_command_reconnects(
+    redis_client: redis.Redis[bytes],
+) -> None:
+    commands = Commands(redis_client)
+    commands.execute("SET", "a", b"A")
+    before = _connection_id(commands)
+    reader = gevent.spawn(commands.execute, "BLPOP", "empty-list", "0.3")
+    gevent.sleep(0.02)
+    waiting = gevent.spawn(commands.execute, "GET", "a")
+    gevent.sleep(0.02)
+    reader.kill()
+    with pytest.raises(redis.ConnectionError):
+        waiting.get()
+    assert commands.execute("GET", "a") == b"A"
+    assert _connection_id(commands) != before, "the broken connection was replaced"
+
+
+def test_a_socket_timeout_fails_every_pending_command_and_is_never_read_by_the_next(redis_url: str) -> None:
     client: redis.Redis[bytes] = redis.Redis.from_url(redis_url, socket_timeout=0.05)
     commands = Commands(client)
     commands.execute("SET", "k", b"mine")
+    slow = gevent.spawn(commands.execute, "BLPOP", "empty-list", "0.3")  # its reply comes after the timeout
+    gevent.sleep(0.01)
+    behind = gevent.spawn(commands.execute, "GET", "k")
     with pytest.raises(redis.TimeoutError):
-        commands.execute("BLPOP", "empty-list", "0.3")  # its reply (nil) comes after the socket timeout
-    assert commands._idle == [], "the interrupted connection is closed, not reused"
+        slow.get()
+    with pytest.raises(redis.TimeoutError):
+        behind.get()
     gevent.sleep(0.4)
     assert commands.execute("GET", "k") == b"mine"
     client.close()
-
-
-def test_greenlets_get_their_own_replies(redis_client: redis.Redis[bytes]) -> None:
-    commands = Commands(redis_client)
-    for n in range(20):
-        commands.execute("SET", f"k{n}", str(n).encode())
-    replies = gevent.joinall([gevent.spawn(commands.execute, "GET", f"k{n}") for n in range(20)], raise_error=True)
-    assert [g.value for g in replies] == [str(n).encode() for n in range(20)]
 
 
 def test_an_idle_connection_the_server_closed_is_replaced(
@@ -88,18 +155,20 @@ def test_a_lost_script_is_loaded_again(redis_client: redis.Redis[bytes]) -> None
 
 def test_a_store_that_is_down_raises_a_connection_error() -> None:
     client: redis.Redis[bytes] = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    commands = Commands(client)
     with pytest.raises(redis.ConnectionError):
-        Commands(client).execute("GET", "k")
+        commands.execute("GET", "k")
+    with pytest.raises(redis.ConnectionError):
+        commands.execute_many(("GET", "k"), ("GET", "j"))
 
 
-def test_after_a_fork_the_parents_connections_are_not_used(redis_client: redis.Redis[bytes], tmp_path: Any) -> None:
+def test_after_a_fork_the_parents_connection_is_not_used(redis_client: redis.Redis[bytes]) -> None:
     commands = commands_for(redis_client)
-    commands.execute("SET", "k", b"v")
-    assert commands._idle
-    pid = os.fork()
-    if pid == 0:  # the child: its free list starts empty, and its own connection works
-        code = 0 if not commands._idle and commands.execute("GET", "k") == b"v" else 1
+    parent = _connection_id(commands)
+    pid = gevent.fork()  # os.fork() plus the hub's reinit (gunicorn forks before any hub exists)
+    if pid == 0:  # the child: it opens its own connection
+        code = 0 if _connection_id(commands) != parent and commands.execute("GET", "missing") is None else 1
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert commands.execute("GET", "k") == b"v", "the parent's connection is still in step"
+    assert _connection_id(commands) == parent, "the parent's connection is still in step"

@@ -1,108 +1,113 @@
-"""Session-path Redis commands on redis-py connections, with less per-command work.
+"""Session-path Redis commands, pipelined across greenlets on one redis-py connection.
 
 Every socket event that reads a session sends one Redis command, and an atomic
-update two (the lock scripts). Through ``redis.Redis``, each command also checks
-a connection out of the pool and polls it for unread data, goes through the
-retry and observability layers, and checks it back in: ~30 us of CPU per
-command on top of the ~35-45 us the round trip itself costs here (README.rst,
-Stores and Benchmarks). :class:`Commands` sends the same commands on the
-same redis-py ``Connection`` objects (built from the client's pool settings),
-kept in a small free list:
+update two round trips (take the lock and read; save and release). Through
+``redis.Redis`` each command also checks a connection out of the pool, polls
+it, goes through the retry and observability layers and waits for its own
+reply: ~30 us of CPU on top of the round trip. Under gevent the wait itself
+costs more than the command (a failed ``recv``, a watcher, a trip through the
+event loop): ~40 us per round trip here (README.rst, Stores and Benchmarks).
 
-- a connection that sat idle for more than a second is polled before reuse
-  (the server may have closed it); one in use more recently is trusted;
-- a connection error is raised, never retried: the command may have run;
-- a connection whose command was interrupted (an error, a timeout, a killed
-  greenlet) is closed, never reused;
-- after a fork the free list starts empty.
+:class:`Commands` sends the commands of all greenlets of a thread on one
+redis-py ``Connection`` (built from the client's pool settings), in the order
+they were sent, and has one greenlet at a time read replies for all of them
+(leader and followers): when several events wait on Redis at once, one
+``recv`` brings back the replies of all and only one greenlet waits on the
+socket. A greenlet alone on the connection reads its own reply, as a plain
+connection would.
+
+- A connection that sat idle for more than a second is polled before reuse
+  (the server may have closed it).
+- A connection error is raised, never retried: the command may have run. The
+  greenlets whose replies were still owed get a ``redis.ConnectionError`` too,
+  and the next command opens a new connection.
+- A greenlet killed while its command is pending leaves the connection in
+  step: its reply is read and dropped. One killed while it reads, or while
+  it writes, breaks the connection as above.
+- A greenlet that waits for another to read has no timeout of its own: the
+  reader's socket timeout bounds the wait, and when it strikes every pending
+  command fails with it.
+- Only commands that the server answers at once belong here (no blocking
+  commands): a reply holds up those sent after it.
+- After a fork the child starts with no connection.
 """
 from __future__ import annotations
 
 import os
 import time
 import weakref
+from collections import deque
 from typing import Any, Sequence
 
+import gevent
 import redis
+from gevent.hub import Hub, Waiter
+from gevent.lock import Semaphore
 from redis.commands.core import Script
 from redis.connection import Connection
 
-_IDLE_CHECK = 1.0  # seconds idle after which a connection is polled before reuse
-_MAX_IDLE = 64  # connections kept for reuse; more are closed
+_IDLE_CHECK = 1.0  # seconds idle after which the connection is polled before a command
+
+
+class _Batch:
+    """The replies one greenlet waits for: commands sent together, answered in order."""
+
+    __slots__ = ("size", "replies", "waiter")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.replies: list[Any] = []
+        self.waiter: Waiter[Any] | None = None  # set while the greenlet waits for another to read
+
+
+class _Line:
+    """One connection of one hub and the replies it still owes, in the order they will come."""
+
+    __slots__ = ("hub", "connection", "pending", "send_lock", "reading", "broken", "used")
+
+    def __init__(self, hub: Hub, connection: Connection) -> None:
+        self.hub = hub
+        self.connection = connection
+        self.pending: deque[_Batch] = deque()
+        self.send_lock = Semaphore()
+        self.reading = False
+        self.broken = False
+        self.used = time.monotonic()
 
 
 class Commands:
-    """Runs single commands for one ``redis.Redis`` client (see the module's docstring)."""
+    """Runs session-path commands for one ``redis.Redis`` client (see the module's docstring)."""
 
     def __init__(self, client: redis.Redis[bytes]) -> None:
         pool = client.connection_pool
         self._connection_class = pool.connection_class
         self._connection_kwargs = dict(pool.connection_kwargs)
-        self._idle: list[tuple[Connection, float]] = []
+        self._lines: weakref.WeakKeyDictionary[Hub, _Line] = weakref.WeakKeyDictionary()
+        self._line: _Line | None = None  # the last used line: a lookup saved on every command
         _LIVE.add(self)
 
     def forget(self) -> None:
-        """Drop the free list without closing it (in a forked child: the sockets are the parent's)."""
-        self._idle = []
-
-    def _checkout(self) -> Connection:
-        while self._idle:
-            connection, since = self._idle.pop()
-            if time.monotonic() - since < _IDLE_CHECK:
-                return connection
-            try:
-                if not connection.can_read():  # nothing pending: not closed by the server
-                    return connection
-            except (redis.RedisError, OSError):
-                pass
-            connection.disconnect()
-        fresh: Connection = self._connection_class(**self._connection_kwargs)
-        return fresh
+        """Drop the connections without closing them (in a forked child: the sockets are the parent's)."""
+        self._lines = weakref.WeakKeyDictionary()
+        self._line = None
 
     def execute(self, *args: Any) -> Any:
         """Send one command and read its reply (``redis.RedisError`` on failure)."""
-        connection = self._checkout()
-        try:
-            connection.send_command(*args)
-            reply = connection.read_response()
-        except redis.ResponseError:
-            self._checkin(connection)  # an error reply: the connection is in step
-            raise
-        except BaseException:
-            connection.disconnect()  # a reply may still be on its way: never reuse it
-            raise
-        self._checkin(connection)
+        reply = self._run((args,))[0]
+        if isinstance(reply, redis.RedisError):
+            raise reply
         return reply
 
     def execute_many(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Send several commands in one write and read their replies (a pipeline, not a transaction).
 
-        An error reply is raised once every reply has been read (the connection stays in step).
+        An error reply is raised once every reply has been read.
         """
-        connection = self._checkout()
-        replies: list[Any] = []
-        try:
-            packed = connection.pack_commands(commands)
-            connection.send_packed_command(packed)  # type: ignore[arg-type]  # the stubs say str; it is bytes
-            for _ in commands:
-                try:
-                    replies.append(connection.read_response())
-                except redis.ResponseError as exc:
-                    replies.append(exc)
-        except BaseException:
-            connection.disconnect()  # replies may still be on their way: never reuse it
-            raise
-        self._checkin(connection)
+        replies = self._run(commands)
         for reply in replies:
-            if isinstance(reply, redis.ResponseError):
+            if isinstance(reply, redis.RedisError):
                 raise reply
         return replies
-
-    def _checkin(self, connection: Connection) -> None:
-        if len(self._idle) < _MAX_IDLE:
-            self._idle.append((connection, time.monotonic()))
-        else:
-            connection.disconnect()
 
     def run_script(self, script: Script, keys: Sequence[str], args: Sequence[str]) -> Any:
         """``EVALSHA`` a script registered with ``register_script``, loading it if the server lost it."""
@@ -112,6 +117,116 @@ class Commands:
         except redis.exceptions.NoScriptError:
             self.execute("SCRIPT", "LOAD", getattr(script, "script"))  # noqa: B009
             return self.execute("EVALSHA", sha, len(keys), *keys, *args)
+
+    def _line_for(self, hub: Hub) -> _Line:
+        line = self._line
+        if line is None or line.hub is not hub or line.broken:
+            line = self._lines.get(hub)
+            if line is None or line.broken:
+                line = self._lines[hub] = _Line(hub, self._connection_class(**self._connection_kwargs))
+            self._line = line
+        return line
+
+    def _run(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write; their replies (error replies as exceptions, not raised)."""
+        hub = gevent.get_hub()
+        batch = _Batch(len(commands))
+        while True:
+            line = self._line_for(hub)
+            connection = line.connection
+            packed = connection.pack_command(*commands[0]) if len(commands) == 1 else connection.pack_commands(commands)
+            with line.send_lock:
+                if line.broken:  # broken while this greenlet waited to send
+                    continue
+                if not line.pending and time.monotonic() - line.used > _IDLE_CHECK and not self._still_open(line):
+                    continue
+                line.pending.append(batch)
+                try:
+                    connection.send_packed_command(packed, check_health=False)  # type: ignore[arg-type]
+                except BaseException as exc:  # perhaps a partial write: the stream is out of step
+                    self._break(line, exc)
+                    raise
+                break
+        self._wait(line, batch)
+        return batch.replies
+
+    def _still_open(self, line: _Line) -> bool:
+        """Whether the idle ``line`` is still open; if the server closed it, it is broken."""
+        try:
+            if not line.connection.can_read():
+                return True
+        except (redis.RedisError, OSError):
+            pass
+        self._break(line, redis.ConnectionError("the idle connection was closed"))
+        return False
+
+    def _wait(self, line: _Line, batch: _Batch) -> None:
+        """Until ``batch`` has its replies: read them (and others') or wait for the greenlet that does."""
+        while len(batch.replies) < batch.size:
+            if not line.reading:
+                line.reading = True
+                try:
+                    self._read(line, batch)
+                finally:
+                    line.reading = False
+                    _hand_over(line)
+            else:
+                waiter: Waiter[Any] = Waiter(line.hub)
+                batch.waiter = waiter
+                try:
+                    waiter.get()  # no timeout of its own: the reading greenlet's socket timeout bounds the wait
+                except BaseException:
+                    batch.waiter = None
+                    _hand_over(line)  # a hand-over meant for this greenlet must not be lost
+                    raise
+                finally:
+                    batch.waiter = None
+
+    def _read(self, line: _Line, batch: _Batch) -> None:
+        """Read replies in order, handing each to its greenlet, until ``batch`` has all of its own."""
+        connection, pending, wake = line.connection, line.pending, line.hub.loop.run_callback
+        while len(batch.replies) < batch.size:
+            try:
+                reply = connection.read_response(disconnect_on_error=False)
+            except redis.ResponseError as exc:
+                reply = exc
+            except BaseException as exc:
+                if not line.broken:
+                    self._break(line, exc)
+                    raise
+                if not isinstance(exc, Exception):
+                    raise
+                return  # another greenlet broke the line under this read: the error is among the batch's replies
+            head = pending[0]
+            head.replies.append(reply)
+            if len(head.replies) == head.size:
+                pending.popleft()
+                if head.waiter is not None:
+                    wake(head.waiter.switch, None)
+        line.used = time.monotonic()
+
+    def _break(self, line: _Line, exc: BaseException) -> None:
+        """Close ``line``: every reply it still owes becomes a connection error; the next command opens another."""
+        line.broken = True
+        line.connection.disconnect()
+        kind = type(exc) if isinstance(exc, redis.RedisError) else redis.ConnectionError
+        message = str(exc) if isinstance(exc, redis.RedisError) else f"the Redis connection broke: {exc!r}"
+        wake = line.hub.loop.run_callback
+        while line.pending:
+            owed = line.pending.popleft()
+            owed.replies.extend([kind(message)] * (owed.size - len(owed.replies)))  # one exception per greenlet
+            if owed.waiter is not None:
+                wake(owed.waiter.switch, None)
+
+
+def _hand_over(line: _Line) -> None:
+    """Wake the first waiting greenlet so that it reads next (others still to wait check for themselves)."""
+    if line.reading or line.broken:
+        return
+    for batch in line.pending:
+        if batch.waiter is not None:
+            line.hub.loop.run_callback(batch.waiter.switch, None)
+            return
 
 
 _LIVE: weakref.WeakSet[Commands] = weakref.WeakSet()
