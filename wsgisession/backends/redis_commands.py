@@ -4,9 +4,9 @@ Every socket event that reads a session sends one Redis command, and an atomic
 update two round trips (take the lock and read; save and release). Through
 ``redis.Redis`` each command also checks a connection out of the pool, polls
 it, goes through the retry and observability layers and waits for its own
-reply: ~30 us of CPU on top of the round trip. Under gevent the wait itself
-costs more than the command (a failed ``recv``, a watcher, a trip through the
-event loop): ~40 us per round trip here (README.rst, Stores and Benchmarks).
+reply: ~30 us of CPU on top of the round trip. Under gevent the wait costs
+more than the command (a failed ``recv``, a watcher, a trip through the event
+loop), the more so when redis-server runs on another core.
 
 :class:`Commands` sends the commands of all greenlets of a thread on one
 redis-py ``Connection`` (built from the client's pool settings), in the order
@@ -14,13 +14,14 @@ they were sent, and has one greenlet at a time read replies for all of them
 (leader and followers): when several events wait on Redis at once, one
 ``recv`` brings back the replies of all and only one greenlet waits on the
 socket. A greenlet alone on the connection reads its own reply, as a plain
-connection would.
+connection would. Measured figures: README.rst, Stores and Benchmarks.
 
 - A connection that sat idle for more than a second is polled before reuse
   (the server may have closed it).
 - A connection error is raised, never retried: the command may have run. The
-  greenlets whose replies were still owed get a ``redis.ConnectionError`` too,
-  and the next command opens a new connection.
+  greenlets whose replies were still owed get the same error (a
+  ``redis.ConnectionError`` or ``redis.TimeoutError``), and the next command
+  opens a new connection.
 - A greenlet killed while its command is pending leaves the connection in
   step: its reply is read and dropped. One killed while it reads, or while
   it writes, breaks the connection as above.
