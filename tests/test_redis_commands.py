@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import gevent
@@ -172,3 +173,15 @@ def test_after_a_fork_the_parents_connection_is_not_used(redis_client: redis.Red
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert _connection_id(commands) == parent, "the parent's connection is still in step"
+
+
+def test_each_thread_has_its_own_connection(redis_client: redis.Redis[bytes]) -> None:
+    commands = Commands(redis_client)
+    commands.execute("SET", "k", b"v")
+    here = _connection_id(commands)
+    seen: list[Any] = []
+    thread = threading.Thread(target=lambda: seen.extend([_connection_id(commands), commands.execute("GET", "k")]))
+    thread.start()
+    thread.join(5)
+    assert seen[1] == b"v" and seen[0] != here, "another thread (another hub) gets a connection of its own"
+    assert _connection_id(commands) == here
