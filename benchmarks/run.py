@@ -333,6 +333,7 @@ def build_targets(directory: Path, redis_url: str | None, have: dict[str, bool],
 # -- measuring ----------------------------------------------------------------
 bench_cores: dict[str, set[int] | None] = {}
 redis_stats: dict[str, Any] = {}  # "url": the run's redis-server, for INFO commandstats
+READS = "(reads)"  # redis_calls()'s entry for redis-server's socket reads, not a command
 
 
 def redis_calls() -> dict[str, int] | None:
@@ -346,9 +347,12 @@ def redis_calls() -> dict[str, int] | None:
         client = redis_stats.get("client") or redis.Redis.from_url(url)
         redis_stats["client"] = client
         info = client.info("commandstats")
+        reads = int(client.info("stats").get("total_reads_processed", 0))
     except Exception:  # noqa: BLE001 - statistics only
         return None
-    return {name.replace("cmdstat_", ""): int(value["calls"]) for name, value in info.items()}
+    calls = {name.replace("cmdstat_", ""): int(value["calls"]) for name, value in info.items()}
+    calls[READS] = reads  # socket reads (a read can bring several pipelined commands)
+    return calls
 
 
 def measure(target: Target, client: LoadClient, command: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
@@ -368,6 +372,7 @@ def measure(target: Target, client: LoadClient, command: dict[str, Any], timeout
     if calls0 is not None and calls1 is not None:
         calls = {k: v - calls0.get(k, 0) for k, v in calls1.items() if v - calls0.get(k, 0) > 0}
         calls.pop("info", None)  # our own INFO
+        answer["store_reads"] = calls.pop(READS, None)
         answer["store_commands"] = calls
     if total1 > total0:
         # what else kept the server's core busy (another process: the machine is not quiet)
@@ -408,6 +413,8 @@ def event_record(target: Target, workload: str, rnd: int, answer: dict[str, Any]
         "store_commands": answer.get("store_commands"),
         "store_commands_per_event": sum(answer["store_commands"].values()) / count
         if count and answer.get("store_commands") is not None else None,
+        "store_reads_per_event": answer["store_reads"] / count if count and answer.get("store_reads") is not None
+        else None,
     }
 
 
@@ -756,7 +763,8 @@ def median(values: list[Any]) -> float | None:
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     events: dict[str, dict[str, dict[str, Any]]] = {}
     fields = ("events_per_s", "p50_us", "p99_us", "server_cpu_us_per_event", "store_cpu_us_per_event",
-              "server_cpu_util", "client_cpu_util", "server_core_others", "store_commands_per_event")
+              "server_cpu_util", "client_cpu_util", "server_core_others", "store_commands_per_event",
+              "store_reads_per_event")
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         if r["section"] == "events" and r.get("workload"):
@@ -905,15 +913,15 @@ def report(summary: dict[str, Any], sizes: Sizes, notes: list[str]) -> str:
                 continue
             rows.append([target, w, fmt(e["events_per_s"], "rate"), fmt(e["p50_us"], "ms"), fmt(e["p99_us"], "ms"),
                          fmt(e["server_cpu_us_per_event"], "us"), fmt(e["store_cpu_us_per_event"], "us"),
-                         fmt(e["store_commands_per_event"], "n"),
+                         fmt(e["store_commands_per_event"], "n"), fmt(e.get("store_reads_per_event"), "n"),
                          fmt(e["server_cpu_util"], "pct"), fmt(e["client_cpu_util"], "pct"),
                          fmt(e["server_core_others"], "pct"),
                          f"{e['rounds']}" + (f" ({e['failed_rounds']} failed)" if e["failed_rounds"] else "")])
     parts.append(table(
         f"1/3. Events over websocket, acked: {sizes.clients} clients x {sizes.events} events, "
         f"median of {sizes.rounds} rounds",
-        ["target", "event", "events/s", "p50 ms", "p99 ms", "srv us/ev", "store us/ev", "store cmds/ev", "srv CPU",
-         "client CPU", "others", "rounds"], rows))
+        ["target", "event", "events/s", "p50 ms", "p99 ms", "srv us/ev", "store us/ev", "store cmds/ev",
+         "store reads/ev", "srv CPU", "client CPU", "others", "rounds"], rows))
     rows = []
     for target, r in summary["ratios"].items():
         rows.append([target, fmt(r.get("whoami/echo cpu"), "x"), fmt(r.get("incr/echo cpu"), "x"),

@@ -210,7 +210,7 @@ class Commands:
         """Close ``line``: every reply it still owes becomes a connection error; the next command opens another."""
         line.broken = True
         line.connection.disconnect()
-        kind = type(exc) if isinstance(exc, redis.RedisError) else redis.ConnectionError
+        kind = redis.TimeoutError if isinstance(exc, redis.TimeoutError) else redis.ConnectionError
         message = str(exc) if isinstance(exc, redis.RedisError) else f"the Redis connection broke: {exc!r}"
         wake = line.hub.loop.run_callback
         while line.pending:
