@@ -65,7 +65,8 @@ class Sizes:
     rounds: int = 3
     clients: int = 50  # events: sockets, one session each
     events: int = 150  # events: acked events per socket per workload
-    warmup: int = 10  # events: untimed events per socket per workload, each round
+    warmup: int = 50  # events: untimed events per socket per workload, each round (with 10 the first
+    # measured workload of a round often ran 10-30% slower than the same workload later in the round)
     mixed_sessions: int = 10
     mixed_http: int = 4  # concurrent HTTP loops per session
     mixed_sockets: int = 4  # concurrent socket loops (sockets) per session
