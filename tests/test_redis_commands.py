@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from typing import Any
 
@@ -185,3 +186,38 @@ def test_each_thread_has_its_own_connection(redis_client: redis.Redis[bytes]) ->
     thread.join(5)
     assert seen[1] == b"v" and seen[0] != here, "another thread (another hub) gets a connection of its own"
     assert _connection_id(commands) == here
+
+
+def test_commands_queued_in_one_pass_of_the_loop_are_written_together(redis_client: redis.Redis[bytes]) -> None:
+    commands = Commands(redis_client)
+    commands.execute("SET", "k", b"v")
+    reads_before = int(redis_client.info("stats")["total_reads_processed"])
+    greenlets = [gevent.spawn(commands.execute, "GET", "k") for _ in range(50)]
+    gevent.joinall(greenlets, raise_error=True)
+    reads = int(redis_client.info("stats")["total_reads_processed"]) - reads_before - 1  # less our INFO
+    assert [g.value for g in greenlets] == [b"v"] * 50
+    assert reads <= 5, f"redis-server read 50 commands in {reads} reads"
+
+
+def test_the_writer_greenlet_ends_with_its_broken_connection(redis_client: redis.Redis[bytes]) -> None:
+    commands = Commands(redis_client)
+    commands.execute("SET", "k", b"v")
+    line = commands._line
+    assert line is not None and line.cooperative and line.writer is not None
+    reader = gevent.spawn(commands.execute, "BLPOP", "empty-list", "0.3")
+    gevent.sleep(0.02)
+    reader.kill()  # breaks the connection
+    line.writer.join(1)
+    assert line.broken and line.writer.dead
+    assert commands.execute("GET", "k") == b"v"
+
+
+def test_blocking_sockets_write_each_command_at_once(
+    redis_client: redis.Redis[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis.connection, "socket", socket)  # no gevent: nobody else would run a writer
+    commands = Commands(redis_client)
+    assert commands.execute("SET", "k", b"v") in (b"OK", True)
+    assert commands.execute_many(("GET", "k"), ("GET", "j")) == [b"v", None]
+    line = commands._line
+    assert line is not None and not line.cooperative and line.writer is None
