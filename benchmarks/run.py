@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """wsgisession's benchmarks: the counter example and its peers, measured in one run.
 
-    .venv/bin/python benchmarks/run.py            # the full run (~6-8 minutes)
+    .venv/bin/python benchmarks/run.py            # the full run (~5 minutes)
     .venv/bin/python benchmarks/run.py --quick    # ~1 minute, smaller sizes
     .venv/bin/python benchmarks/run.py --scale    # adds 100 / 1,000 / 10,000 connections
 
