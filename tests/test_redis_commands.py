@@ -221,3 +221,14 @@ def test_blocking_sockets_write_each_command_at_once(
     assert commands.execute_many(("GET", "k"), ("GET", "j")) == [b"v", None]
     line = commands._line
     assert line is not None and not line.cooperative and line.writer is None
+
+
+def test_a_writer_killed_while_idle_is_replaced(redis_client: redis.Redis[bytes]) -> None:
+    commands = Commands(redis_client)
+    commands.execute("SET", "k", b"v")
+    line = commands._line
+    assert line is not None and line.writer is not None
+    line.writer.kill()  # e.g. a shutdown that kills every greenlet
+    with gevent.Timeout(5):  # with nobody to write it, the command would wait for ever
+        assert commands.execute("GET", "k") == b"v"
+    assert commands._line is line and not line.broken, "the same connection, with a new writer"

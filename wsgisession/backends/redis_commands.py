@@ -294,7 +294,7 @@ def _cooperative() -> bool:
 
 def _wake_writer(commands: Commands, line: _Line) -> None:
     """Have the writer greenlet write the queue at the end of this pass of the event loop."""
-    if line.writer is None:
+    if line.writer is None or line.writer.dead:  # dead: killed while it waited (the stream is in step)
         line.writer = gevent.spawn(commands._write, line)  # it starts after the greenlets already scheduled
     elif line.writer_waiter is not None and not line.writer_woken:
         line.writer_woken = True
