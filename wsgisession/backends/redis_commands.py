@@ -1,44 +1,29 @@
 """Session-path Redis commands, pipelined across greenlets on one redis-py connection.
 
-Every socket event that reads a session sends one Redis command, and an atomic
-update two round trips (take the lock and read; save and release). Through
-``redis.Redis`` each command also checks a connection out of the pool, polls
-it, goes through the retry and observability layers and waits for its own
-reply: ~30 us of CPU on top of the round trip. Under gevent the round trip
-itself costs more than the command: a write that wakes redis-server, a failed
-``recv``, a trip through the event loop, once per command.
+Through ``redis.Redis`` each command checks a connection out of the pool, goes
+through the retry and observability layers and waits alone for its reply:
+~30 us of CPU, plus a round trip (a write that wakes redis-server, a failed
+``recv``, a trip through the event loop) per command. :class:`Commands` sends
+the commands of all greenlets of a thread on one redis-py ``Connection`` (built
+from the client's pool settings), as node-redis does within a tick:
 
-:class:`Commands` pipelines the commands of all greenlets of a thread on one
-redis-py ``Connection`` (built from the client's pool settings), as node-redis
-does within one tick of the event loop:
+- a writer greenlet, woken at the end of the event loop's current pass, writes
+  all the commands queued in that pass at once (with blocking sockets, no
+  gevent, each command is written at once);
+- one greenlet at a time reads replies for all (leader and followers), hands
+  each to its greenlet, then wakes the next waiting greenlet to read on.
 
-- a command is queued, and a writer greenlet, woken at the end of the current
-  pass of the event loop, writes everything queued in that pass at once (with
-  gevent's sockets; with blocking sockets each command is written at once);
-- one greenlet at a time reads replies for all (leader and followers) and
-  hands each to the greenlet that waits for it; then it wakes the next waiting
-  greenlet to read on. One ``recv`` brings back the replies of many.
+Under load redis-server reads ~0.1 times per event instead of once per command;
+a greenlet alone pays ~10-20 us more per command (README.rst: Stores, Benchmarks).
 
-When 50 sockets send events at once, redis-server then reads about 0.1 times
-per event instead of once per command, and the server spends 35-85 us less
-CPU per event. The price: a greenlet alone on the connection pays ~10-20 us
-more per command, its write waiting for the end of the loop's pass. Measured
-figures: README.rst, Stores and Benchmarks.
-
-- A connection that sat idle for more than a second is polled before reuse
-  (the server may have closed it).
-- A connection error is raised, never retried: the command may have run. The
-  greenlets whose replies were still owed get the same error (a
-  ``redis.ConnectionError`` or ``redis.TimeoutError``), and the next command
-  opens a new connection.
-- A greenlet killed while its command is pending leaves the connection in
-  step: its reply is read and dropped. One killed while it reads, or a write
-  that fails, breaks the connection as above.
-- A greenlet that waits for another to read has no timeout of its own: the
-  reader's socket timeout bounds the wait, and when it strikes every pending
-  command fails with it.
-- Only commands that the server answers at once belong here (no blocking
-  commands): a reply holds up those sent after it.
+- An idle connection (over a second) is polled before use.
+- A connection error, a timeout, a failed write, or a greenlet killed while it
+  reads closes the connection: every command still owed a reply fails with a
+  ``redis.ConnectionError`` or ``redis.TimeoutError``, the next one reconnects,
+  nothing is retried (a command may have run). A greenlet killed while it
+  waits leaves the stream in step (its reply is read and dropped).
+- Waiting greenlets have no timeout of their own: the reader's socket timeout
+  bounds the wait. Only commands answered at once belong here (none blocks).
 - After a fork the child starts with no connection.
 """
 from __future__ import annotations
