@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""What one socket event costs inside the server: the per-event session path alone.
+
+    .venv/bin/python benchmarks/inprocess.py                   # memory and file stores
+    .venv/bin/python benchmarks/inprocess.py --stores memory,file,redis --redis-url redis://127.0.0.1:6379/9
+    .venv/bin/python benchmarks/inprocess.py --profile incr    # cProfile of one workload, top functions
+
+It builds the counter example (``examples/counter``, as ``conf/counter.ini``:
+``beaker.session.timeout = 3600``) with ``make_app``, logs in over HTTP
+through the composed WSGI app, binds a socket id to that session as a
+connect would, and calls :meth:`SessionSockets.dispatch` with the counter's
+handlers: the same call python-socketio makes for each event, without the
+network, Engine.IO or the packet codec. For each store and workload it reports
+
+- ``calls/ev``: Python function calls per event (``sys.setprofile``), exact and
+  the same on every machine and run: the figure to compare code changes by;
+- ``cpu us/ev``: CPU time per event (``time.thread_time``), the median of the
+  rounds (``--rounds``), each of ``--events`` events after a warm-up.
+
+``run.py`` measures whole servers end to end; this isolates what wsgisession
+adds per event, and (``--codec``) what python-socketio's packet JSON costs with
+the standard library and with :mod:`wsgisession.wirejson`.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import gevent.monkey
+
+gevent.monkey.patch_all()
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from werkzeug.test import Client  # noqa: E402
+
+from wsgisession import make_app  # noqa: E402
+from wsgisession_examples.counter import counter_app, register  # noqa: E402
+
+SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+WORKLOADS = {"echo": ("ping",), "whoami": (), "incr": ()}
+
+
+def bound_counter(store: str, redis_url: str | None, directory: str) -> Callable[[str], Callable[[], Any]]:
+    """The counter on ``store`` with one logged-in session bound to a socket; workload -> one event."""
+    options: dict[str, Any] = {"secret": SECRET, "type": store, "timeout": 3600, "sweep_interval": None}
+    if store == "file":
+        options["data_dir"] = directory
+    elif store == "redis":
+        options["type"], options["url"] = "ext:redis", redis_url
+    app = make_app(counter_app, **options)
+    register(app)
+    client = Client(app)
+    assert client.get("/login?user=bench").status_code == 200
+    cookie = client.get_cookie(app.manager.cookie.name)
+    assert cookie is not None
+    session_id = app.manager.cookie.read({"HTTP_COOKIE": f"{cookie.key}={cookie.value}"})
+    sockets = app.sockets
+    sockets.bindings()[sid := "bench-sid"] = ("/", session_id)
+    handlers = sockets._handlers["/"]  # noqa: SLF001 - the handlers as registered, called as python-socketio does
+
+    def event(workload: str) -> Callable[[], Any]:
+        handler, args = handlers[workload], WORKLOADS[workload]
+        return lambda: sockets.dispatch(sid, handler, args)
+
+    return event
+
+
+def calls_per_event(run: Callable[[], Any], events: int) -> float:
+    """Python function calls (and C calls) per event, counted exactly."""
+    count = 0
+
+    def tracer(frame: Any, kind: str, arg: Any) -> None:
+        nonlocal count
+        if kind in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(tracer)
+    try:
+        for _ in range(events):
+            run()
+    finally:
+        sys.setprofile(None)
+    return count / events
+
+
+def cpu_per_event(run: Callable[[], Any], events: int) -> float:
+    start = time.thread_time()
+    for _ in range(events):
+        run()
+    return (time.thread_time() - start) / events * 1e6
+
+
+def codec_rows(rounds: int, events: int) -> list[tuple[str, str, float, float]]:
+    """python-socketio's encoding of an event and its ack, stdlib json vs wirejson."""
+    import json
+
+    from socketio import packet
+
+    from wsgisession import wirejson
+
+    rows = []
+    for name, module in (("stdlib json", json), ("wirejson", wirejson)):
+        def roundtrip(module: Any = module) -> None:
+            incoming = packet.Packet(encoded_packet='2["echo","ping"]', json=module)
+            packet.Packet(packet.ACK, data=[incoming.data[1]], id=7, json=module).encode()
+
+        for _ in range(events // 10):
+            roundtrip()
+        cpu = statistics.median(cpu_per_event(roundtrip, events) for _ in range(rounds))
+        rows.append(("codec", name, calls_per_event(roundtrip, 200), cpu))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stores", default="memory,file", help="comma list of memory, file, redis")
+    parser.add_argument("--redis-url", default=os.environ.get("WSGISESSION_BENCH_REDIS"),
+                        help="for the redis store (a database the run may write to)")
+    parser.add_argument("--events", type=int, default=5000, help="events per round and workload")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--codec", action="store_true", help="also time python-socketio's packet JSON")
+    parser.add_argument("--profile", metavar="WORKLOAD", help="cProfile WORKLOAD on the first store instead")
+    args = parser.parse_args(argv)
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    if "redis" in stores and not args.redis_url:
+        parser.error("the redis store needs --redis-url (or WSGISESSION_BENCH_REDIS)")
+    rows: list[tuple[str, str, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="wsgisession-inprocess-") as directory:
+        for store in stores:
+            event = bound_counter(store, args.redis_url, directory)
+            if args.profile:
+                run = event(args.profile)
+                profiler = cProfile.Profile()
+                profiler.runcall(lambda: [run() for _ in range(args.events)])
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+                return 0
+            for workload in WORKLOADS:
+                run = event(workload)
+                for _ in range(max(100, args.events // 10)):  # warm-up
+                    run()
+                calls = calls_per_event(run, 200)
+                cpu = statistics.median(cpu_per_event(run, args.events) for _ in range(args.rounds))
+                rows.append((store, workload, calls, cpu))
+    if args.codec:
+        rows += codec_rows(args.rounds, args.events)
+    print(f"{'store':8s}  {'event':12s}  {'calls/ev':>8s}  {'cpu us/ev':>9s}")
+    for store, workload, calls, cpu in rows:
+        print(f"{store:8s}  {workload:12s}  {calls:8.1f}  {cpu:9.2f}")
+    print(f"\n{args.rounds} rounds x {args.events} events; Python {sys.version.split()[0]}; {os.uname().machine}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
