@@ -15,7 +15,10 @@ network, Engine.IO or the packet codec. For each store and workload it reports
 - ``calls/ev``: Python function calls per event (``sys.setprofile``), exact and
   the same on every machine and run: the figure to compare code changes by;
 - ``cpu us/ev``: CPU time per event (``time.thread_time``), the median of the
-  rounds (``--rounds``), each of ``--events`` events after a warm-up.
+  rounds (``--rounds``), each of ``--events`` events after a warm-up;
+- with ``--callgrind``, ``instr/ev``: machine instructions per event counted by
+  valgrind's callgrind (collected only inside the loop of events): repeatable to
+  a fraction of a percent, where CPU time on a shared VM moves by 10-30%.
 
 ``run.py`` measures whole servers end to end; this isolates what wsgisession
 adds per event, and (``--codec``) what python-socketio's packet JSON costs with
@@ -24,10 +27,15 @@ the standard library and with :mod:`wsgisession.wirejson`.
 from __future__ import annotations
 
 import argparse
+import collections
 import cProfile
+import itertools
 import os
 import pstats
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,12 +103,32 @@ def calls_per_event(run: Callable[[], Any], events: int) -> float:
 
 def cpu_per_event(run: Callable[[], Any], events: int) -> float:
     start = time.thread_time()
-    for _ in range(events):
-        run()
+    run_events(run, events)
     return (time.thread_time() - start) / events * 1e6
 
 
-def codec_rows(rounds: int, events: int) -> list[tuple[str, str, float, float]]:
+#: callgrind collects only inside this C function: the loop of events runs in itertools.starmap
+_TOGGLE = "starmap_next"
+
+
+def run_events(run: Callable[[], Any], events: int) -> None:
+    collections.deque(itertools.starmap(run, itertools.repeat((), events)), maxlen=0)
+
+
+def instructions_per_event(store: str, workload: str, redis_url: str | None, events: int) -> float | None:
+    """Machine instructions per event, counted by callgrind in a child process (None without valgrind)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    argv = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", "--collect-atstart=no",
+            f"--toggle-collect={_TOGGLE}", sys.executable, __file__, "--one", f"{store}:{workload}",
+            "--events", str(events), "--redis-url", redis_url or ""]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    return int(found.group(1)) / events if found else None
+
+
+def codec_rows(rounds: int, events: int) -> list[tuple[str, str, float, float, float | None]]:
     """python-socketio's encoding of an event and its ack, stdlib json vs wirejson."""
     import json
 
@@ -117,7 +145,7 @@ def codec_rows(rounds: int, events: int) -> list[tuple[str, str, float, float]]:
         for _ in range(events // 10):
             roundtrip()
         cpu = statistics.median(cpu_per_event(roundtrip, events) for _ in range(rounds))
-        rows.append(("codec", name, calls_per_event(roundtrip, 200), cpu))
+        rows.append(("codec", name, calls_per_event(roundtrip, 200), cpu, None))
     return rows
 
 
@@ -130,18 +158,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--codec", action="store_true", help="also time python-socketio's packet JSON")
     parser.add_argument("--profile", metavar="WORKLOAD", help="cProfile WORKLOAD on the first store instead")
+    parser.add_argument("--callgrind", action="store_true", help="also count instructions per event (valgrind)")
+    parser.add_argument("--one", metavar="STORE:WORKLOAD", help=argparse.SUPPRESS)  # the child of --callgrind
     args = parser.parse_args(argv)
+    if args.one:
+        store, _, workload = args.one.partition(":")
+        with tempfile.TemporaryDirectory(prefix="wsgisession-inprocess-") as directory:
+            run = bound_counter(store, args.redis_url, directory)(workload)
+            for _ in range(200):
+                run()
+            run_events(run, args.events)
+        return 0
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     if "redis" in stores and not args.redis_url:
         parser.error("the redis store needs --redis-url (or WSGISESSION_BENCH_REDIS)")
-    rows: list[tuple[str, str, float, float]] = []
+    rows: list[tuple[str, str, float, float, float | None]] = []
     with tempfile.TemporaryDirectory(prefix="wsgisession-inprocess-") as directory:
         for store in stores:
             event = bound_counter(store, args.redis_url, directory)
             if args.profile:
                 run = event(args.profile)
                 profiler = cProfile.Profile()
-                profiler.runcall(lambda: [run() for _ in range(args.events)])
+                profiler.runcall(run_events, run, args.events)
                 pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
                 return 0
             for workload in WORKLOADS:
@@ -150,12 +188,15 @@ def main(argv: list[str] | None = None) -> int:
                     run()
                 calls = calls_per_event(run, 200)
                 cpu = statistics.median(cpu_per_event(run, args.events) for _ in range(args.rounds))
-                rows.append((store, workload, calls, cpu))
+                instructions = (instructions_per_event(store, workload, args.redis_url, 1000)
+                                if args.callgrind else None)
+                rows.append((store, workload, calls, cpu, instructions))
     if args.codec:
         rows += codec_rows(args.rounds, args.events)
-    print(f"{'store':8s}  {'event':12s}  {'calls/ev':>8s}  {'cpu us/ev':>9s}")
-    for store, workload, calls, cpu in rows:
-        print(f"{store:8s}  {workload:12s}  {calls:8.1f}  {cpu:9.2f}")
+    print(f"{'store':8s}  {'event':12s}  {'calls/ev':>8s}  {'cpu us/ev':>9s}  {'instr/ev':>9s}")
+    for store, workload, calls, cpu, instructions in rows:
+        shown = "-" if instructions is None else f"{instructions:,.0f}"
+        print(f"{store:8s}  {workload:12s}  {calls:8.1f}  {cpu:9.2f}  {shown:>9s}")
     print(f"\n{args.rounds} rounds x {args.events} events; Python {sys.version.split()[0]}; {os.uname().machine}")
     return 0
 
