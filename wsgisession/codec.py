@@ -33,7 +33,6 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 _LONG_NUMBER = re.compile(r"[0-9]{19}")
-_EXACT = ',"exact":true'
 _EXACT_END = '},"exact":true}'  # data is an object: its "}" comes first, so a nested key never matches
 
 
@@ -53,14 +52,15 @@ def strict(value: Any) -> str:
 def encode_record(created: float, accessed: float, data: dict[str, Any], *, snapshot_text: bytes | None = None) -> str:
     """A record's text (strict); ``snapshot_text`` is :func:`snapshot` of ``data``, if known."""
     text = snapshot_text if snapshot_text is not None else snapshot(data)
-    mark = ""
+    record: dict[str, Any] = {"created": float(created), "accessed": float(accessed)}
     if text is not None and orjson.loads(text) == data:
-        data_text = text.decode("utf-8")
+        record["data"] = orjson.Fragment(text)  # written as it is: the data is serialized once
     else:
         data_text = _ENCODER.encode(data)  # raises TypeError or ValueError for what JSON cannot hold
+        record["data"] = orjson.Fragment(data_text)
         if _LONG_NUMBER.search(data_text) is not None:
-            mark = _EXACT
-    return f'{{"created":{float(created)!r},"accessed":{float(accessed)!r},"data":{data_text}{mark}}}'
+            record["exact"] = True  # the last key: see _EXACT_END
+    return orjson.dumps(record).decode("utf-8")
 
 
 def decode_record(text: str) -> dict[str, Any]:
