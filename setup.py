@@ -57,6 +57,7 @@ setup(
         ],
         "beaker.backends": [
             "wsgisession.file = wsgisession.backends.file:FileNamespaceManager",
+            "wsgisession.memory = wsgisession.backends.memory:MemoryNamespaceManager",
             "wsgisession.redis = wsgisession.backends.redis:RedisNamespaceManager",
         ],
     },

@@ -19,7 +19,9 @@ import redis
 
 from tests.servers import SECRET
 from wsgisession.backends import file as file_backend
+from wsgisession.backends import memory
 from wsgisession.backends.file import FileNamespaceManager
+from wsgisession.backends.memory import MemoryNamespaceManager
 from wsgisession.backends.redis import RedisNamespaceManager
 from wsgisession.cookies import SessionCookie, new_session_id
 from wsgisession.manager import SessionManager
@@ -154,11 +156,33 @@ def test_file_backend_ignores_a_corrupt_record_and_logs_no_id(
     assert sid not in caplog.text
 
 
-def test_file_backend_is_a_beaker_backend() -> None:
+def test_backends_are_beaker_backends() -> None:
     import beaker.cache
 
     assert beaker.cache.clsmap["wsgisession.file"] is FileNamespaceManager
+    assert beaker.cache.clsmap["wsgisession.memory"] is MemoryNamespaceManager
     assert beaker.cache.clsmap["wsgisession.redis"] is RedisNamespaceManager
+
+
+# -- memory ----------------------------------------------------------------
+def test_memory_backend_stores_text_and_keeps_no_empty_namespace() -> None:
+    sid = new_session_id()
+    manager = MemoryNamespaceManager(sid)
+    assert "session" not in manager
+    with pytest.raises(KeyError):
+        manager["session"]
+    assert sid not in memory.namespaces()  # asking kept nothing
+    manager.set_value("session", '{"n": 1}')
+    assert manager["session"] == '{"n": 1}' and manager.keys() == ["session"]
+    assert MemoryNamespaceManager(sid)["session"] == '{"n": 1}'  # one dictionary per process
+    with pytest.raises(TypeError):
+        manager.set_value("session", b"bytes")
+    assert manager["session"] == '{"n": 1}'
+    del manager["session"]
+    assert sid not in memory.namespaces()
+    manager["session"] = "x"
+    manager.do_remove()
+    assert "session" not in manager and sid not in memory.namespaces()
 
 
 # -- redis -----------------------------------------------------------------

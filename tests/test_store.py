@@ -14,7 +14,7 @@ from typing import Any, Callable
 import gevent
 import pytest
 import redis
-from beaker.container import MemoryNamespaceManager
+from wsgisession.backends import memory
 
 from tests.servers import free_port, wait_for_port
 from wsgisession.cookies import new_session_id
@@ -50,7 +50,7 @@ def stored_anything(store: Store, tmp_path: Path, request: pytest.FixtureRequest
         return [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()]
     if store.backend == "redis":
         return [k.decode() for k in redis.Redis.from_url(request.getfixturevalue("redis_url")).keys("*")]
-    return sorted(MemoryNamespaceManager.namespaces.dict)
+    return memory.namespaces()
 
 
 # -- records ---------------------------------------------------------------
@@ -80,6 +80,37 @@ def test_store_reading_an_unknown_id_keeps_nothing(
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_store_reused_namespace_managers_read_what_another_store_wrote(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    first = make_store(backend, tmp_path, request)
+    second = make_store(backend, tmp_path, request)
+    sid = new_session_id()
+    assert first.read(sid) is None and second.read(sid) is None  # both now keep a manager for sid
+    first.write(sid, '{"n": 1}')
+    assert second.read(sid) == '{"n": 1}'
+    second.remove(sid)
+    assert first.read(sid) is None
+    second.write(sid, '{"n": 2}')
+    assert first.read(sid) == '{"n": 2}'
+    first.remove(sid)
+
+
+def test_store_keeps_a_bounded_number_of_namespace_managers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsgisession import store as store_module
+
+    monkeypatch.setattr(store_module, "_MANAGERS", 8)
+    store = Store(type="memory")
+    ids = [new_session_id() for _ in range(20)]
+    for sid in ids:
+        store.write(sid, f'{{"id": "{sid}"}}')
+    assert len(store._managers) <= 8
+    assert [store.read(sid) for sid in ids] == [f'{{"id": "{sid}"}}' for sid in ids]
+    for sid in ids:
+        store.remove(sid)
+
+
 def test_store_redis_records_expire_with_their_ttl(redis_url: str) -> None:
     store = Store(type="ext:redis", url=redis_url)
     sid = new_session_id()

@@ -1,6 +1,6 @@
 """Session locks: greenlet-safe in one process, and across processes.
 
-:class:`LockRegistry` keeps one gevent ``RLock`` per session id while anybody
+:class:`LockRegistry` keeps one reentrant gevent lock per session id while anybody
 holds or waits for it (and forgets it afterwards, so idle sessions cost
 nothing). The first holder in a process also takes a *store lock* that
 serializes processes: :class:`FileLock` (a non-blocking ``flock`` polled with
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import gevent
 import gevent.lock
+from gevent import getcurrent
 
 from .errors import LockTimeout
 
@@ -232,15 +233,18 @@ class RedisLock:
                 raise LockTimeout("the session lock expired before the save; nothing was written", timeout=self._ttl)
 
 
-_SPARE_ENTRIES = 256  # unused lock entries kept for reuse (a gevent RLock costs ~0.3 us to build)
+_SPARE_ENTRIES = 256  # unused lock entries kept for reuse (building one costs ~0.3 us)
 
 
 class _Entry:
-    __slots__ = ("lock", "users", "depth", "store_lock")
+    """One session id's lock: a gevent semaphore, its owner greenlet and how deep it holds it."""
+
+    __slots__ = ("semaphore", "owner", "users", "depth", "store_lock")
 
     def __init__(self) -> None:
-        self.lock = gevent.lock.RLock()
-        self.users = 0
+        self.semaphore = gevent.lock.Semaphore(1)
+        self.owner: object = None
+        self.users = 0  # holders and waiters: the entry is forgotten when none is left
         self.depth = 0
         self.store_lock: StoreLock | None = None
 
@@ -261,13 +265,20 @@ class LockRegistry:
     def held(self, key: str) -> StoreLock | None:
         """The store lock of ``key`` if the current greenlet holds it."""
         entry = self._entries.get(key)
-        if entry is None or entry.store_lock is None or not entry.lock._is_owned():  # type: ignore[attr-defined]
+        if entry is None or entry.store_lock is None or entry.owner is not getcurrent():
             return None
         return entry.store_lock
 
     def hold(self, key: str, *, timeout: float | None = None) -> _Hold:
         """Hold the lock of ``key`` (a context manager); reentrant within one greenlet."""
         return _Hold(self, key, self.timeout if timeout is None else timeout)
+
+    def _leave(self, key: str, entry: _Entry) -> None:
+        entry.users -= 1
+        if entry.users == 0:
+            del self._entries[key]
+            if len(self._spare) < _SPARE_ENTRIES:  # unlocked and unused: reuse it for the next key
+                self._spare.append(entry)
 
 
 class _Hold:
@@ -282,34 +293,43 @@ class _Hold:
         self.entry: _Entry | None = None
 
     def __enter__(self) -> None:
-        registry, key, timeout = self.registry, self.key, self.timeout
-        deadline = time.monotonic() + timeout
-        entries = registry._entries
-        entry = entries.get(key)
+        registry, key = self.registry, self.key
+        entry = registry._entries.get(key)
         if entry is None:
             spare = registry._spare
-            entry = entries[key] = spare.pop() if spare else _Entry()
+            entry = registry._entries[key] = spare.pop() if spare else _Entry()
         entry.users += 1
-        try:
-            if not entry.lock.acquire(timeout=timeout):
-                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+        current = getcurrent()
+        if entry.owner is current:  # reentrant: the outermost holding has the locks
             entry.depth += 1
-            if entry.depth == 1 and registry._store_lock is not None:
-                try:
-                    store_lock = registry._store_lock(key)
-                    try:
-                        store_lock.acquire(max(0.0, deadline - time.monotonic()))
-                    except LockTimeout as exc:  # report the whole wait, not what was left of it
-                        raise LockTimeout(_timeout_message(timeout), timeout=timeout) from exc
-                except BaseException:
-                    entry.depth -= 1
-                    entry.lock.release()
-                    raise
-                entry.store_lock = store_lock
+            self.entry = entry
+            return
+        try:
+            self._acquire(entry, current)
         except BaseException:
-            self._leave(entry)
+            registry._leave(key, entry)
             raise
         self.entry = entry
+
+    def _acquire(self, entry: _Entry, current: object) -> None:
+        timeout, store_lock_for = self.timeout, self.registry._store_lock
+        started = time.monotonic() if store_lock_for is not None else 0.0
+        if not entry.semaphore.acquire(timeout=timeout):
+            raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+        entry.owner, entry.depth = current, 1
+        if store_lock_for is None:
+            return
+        try:
+            store_lock = store_lock_for(self.key)
+            try:
+                store_lock.acquire(max(0.0, started + timeout - time.monotonic()))
+            except LockTimeout as exc:  # report the whole wait, not what was left of it
+                raise LockTimeout(_timeout_message(timeout), timeout=timeout) from exc
+        except BaseException:
+            entry.owner, entry.depth = None, 0
+            entry.semaphore.release()
+            raise
+        entry.store_lock = store_lock
 
     def __exit__(self, *exc_info: object) -> None:
         entry = self.entry
@@ -317,19 +337,13 @@ class _Hold:
         self.entry = None
         try:
             entry.depth -= 1
-            try:
-                if entry.depth == 0 and entry.store_lock is not None:
-                    store_lock, entry.store_lock = entry.store_lock, None
-                    store_lock.release()
-            finally:
-                entry.lock.release()
+            if entry.depth == 0:
+                entry.owner = None
+                store_lock, entry.store_lock = entry.store_lock, None
+                try:
+                    if store_lock is not None:
+                        store_lock.release()
+                finally:
+                    entry.semaphore.release()
         finally:
-            self._leave(entry)
-
-    def _leave(self, entry: _Entry) -> None:
-        entry.users -= 1
-        if entry.users == 0:
-            registry = self.registry
-            del registry._entries[self.key]
-            if len(registry._spare) < _SPARE_ENTRIES:  # unlocked and unused: reuse it for the next key
-                registry._spare.append(entry)
+            self.registry._leave(self.key, entry)

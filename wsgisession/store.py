@@ -4,7 +4,8 @@ This is the seam between wsgisession and Beaker. It knows session ids and
 text, nothing of HTTP or Socket.IO. Backends:
 
 ``memory``
-    Beaker's in-process dictionary (one process only; tests, development).
+    :class:`wsgisession.backends.memory.MemoryNamespaceManager`: this process's
+    dictionary (one process only; tests, development).
 ``file`` (default)
     :class:`wsgisession.backends.file.FileNamespaceManager` under ``data_dir``.
 ``ext:redis`` (or ``redis``)
@@ -19,9 +20,10 @@ import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Callable
 
-from beaker.container import MemoryNamespaceManager, NamespaceManager
+from beaker.container import NamespaceManager
 
 from .backends.file import FileNamespaceManager
+from .backends.memory import MemoryNamespaceManager
 from .cookies import is_session_id
 from .errors import ConfigurationError, StoreUnavailable
 from .locks import FileLock, LockRegistry, RedisLock, StoreLock
@@ -37,6 +39,9 @@ except ImportError:  # pragma: no cover - redis is an optional extra
     _RedisError = OSError  # type: ignore[assignment,misc]
 
 _FAULTS: tuple[type[BaseException], ...] = (OSError, _RedisError)
+
+#: namespace managers kept for reuse, per store (they hold no data; building one costs about as much as a read)
+_MANAGERS = 4096
 
 
 _checked: object = None  # the last id that passed _check (a lock, a read and a write follow each other)
@@ -100,20 +105,21 @@ class Store:
         else:
             self._cls = MemoryNamespaceManager
         self.locks = LockRegistry(timeout=lock_timeout, store_lock=store_lock)
+        self._managers: dict[str, NamespaceManager] = {}
 
     def _manager(self, session_id: str) -> NamespaceManager:
-        _check(session_id)
-        return self._cls(session_id, **self._options)
-
-    def _existing(self, session_id: str) -> NamespaceManager | None:
-        """Like :meth:`_manager`, but ``None`` for an id the memory store does not hold."""
-        _check(session_id)
-        if self.backend == "memory" and session_id not in MemoryNamespaceManager.namespaces:
-            return None  # Beaker's memory manager would keep an empty entry for every id read
-        return self._cls(session_id, **self._options)
+        manager = self._managers.get(session_id)
+        if manager is None:
+            _check(session_id)
+            managers = self._managers
+            if len(managers) >= _MANAGERS:
+                del managers[next(iter(managers))]  # the oldest
+            manager = managers[session_id] = self._cls(session_id, **self._options)
+        return manager
 
     def _file_lock(self, session_id: str) -> StoreLock:
-        manager = FileNamespaceManager(session_id, **self._options)
+        manager = self._manager(session_id)
+        assert isinstance(manager, FileNamespaceManager)
         return FileLock(manager.lock_path(create_directories=False), make_directory=manager.make_directories)
 
     def _redis_lock(self, session_id: str) -> StoreLock:
@@ -136,11 +142,8 @@ class Store:
         held = self._held(session_id)
         if held is not None:  # read when the lock was taken, or staged since
             return _text(held.value)
-        manager = self._existing(session_id)
-        if manager is None:
-            return None
         try:
-            return str(manager[_KEY])
+            return str(self._manager(session_id)[_KEY])
         except KeyError:
             return None
         except _FAULTS as exc:
@@ -167,16 +170,12 @@ class Store:
         if held is not None:
             held.stage("del")
             return
-        manager = self._existing(session_id)
-        if manager is None:
-            return
+        manager = self._manager(session_id)
         try:
             if self.backend == "redis":
                 del manager[_KEY]  # one key: do_remove() would SCAN the whole keyspace
             else:
                 manager.do_remove()
-            if self.backend == "memory":
-                del MemoryNamespaceManager.namespaces[session_id]
         except KeyError:
             pass
         except _FAULTS as exc:
