@@ -275,7 +275,7 @@ class LockRegistry:
 
     def _leave(self, key: str, entry: _Entry) -> None:
         entry.users -= 1
-        if entry.users == 0:
+        if not entry.users:
             del self._entries[key]
             if len(self._spare) < _SPARE_ENTRIES:  # unlocked and unused: reuse it for the next key
                 self._spare.append(entry)
@@ -302,29 +302,28 @@ class _Hold:
         current = getcurrent()
         if entry.owner is current:  # reentrant: the outermost holding has the locks
             entry.depth += 1
-            self.entry = entry
-            return
-        try:
-            self._acquire(entry, current)
-        except BaseException:
-            registry._leave(key, entry)
-            raise
+        else:
+            timeout, store_lock_for = self.timeout, registry._store_lock
+            started = time.monotonic() if store_lock_for is not None else 0.0
+            try:
+                if not entry.semaphore.acquire(timeout=timeout):
+                    raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+                entry.owner, entry.depth = current, 1
+                if store_lock_for is not None:
+                    self._store_lock(entry, store_lock_for, started + timeout)
+            except BaseException:
+                registry._leave(key, entry)
+                raise
         self.entry = entry
 
-    def _acquire(self, entry: _Entry, current: object) -> None:
-        timeout, store_lock_for = self.timeout, self.registry._store_lock
-        started = time.monotonic() if store_lock_for is not None else 0.0
-        if not entry.semaphore.acquire(timeout=timeout):
-            raise LockTimeout(_timeout_message(timeout), timeout=timeout)
-        entry.owner, entry.depth = current, 1
-        if store_lock_for is None:
-            return
+    def _store_lock(self, entry: _Entry, store_lock_for: Callable[[str], StoreLock], deadline: float) -> None:
+        """Take the cross-process lock too (the in-process one is ours); release both on failure."""
         try:
             store_lock = store_lock_for(self.key)
             try:
-                store_lock.acquire(max(0.0, started + timeout - time.monotonic()))
+                store_lock.acquire(max(0.0, deadline - time.monotonic()))
             except LockTimeout as exc:  # report the whole wait, not what was left of it
-                raise LockTimeout(_timeout_message(timeout), timeout=timeout) from exc
+                raise LockTimeout(_timeout_message(self.timeout), timeout=self.timeout) from exc
         except BaseException:
             entry.owner, entry.depth = None, 0
             entry.semaphore.release()
@@ -335,15 +334,13 @@ class _Hold:
         entry = self.entry
         assert entry is not None
         self.entry = None
+        entry.depth -= 1
         try:
-            entry.depth -= 1
+            if entry.depth == 0 and entry.store_lock is not None:
+                store_lock, entry.store_lock = entry.store_lock, None
+                store_lock.release()  # may raise: a staged save that failed
+        finally:
             if entry.depth == 0:
                 entry.owner = None
-                store_lock, entry.store_lock = entry.store_lock, None
-                try:
-                    if store_lock is not None:
-                        store_lock.release()
-                finally:
-                    entry.semaphore.release()
-        finally:
+                entry.semaphore.release()
             self.registry._leave(self.key, entry)

@@ -76,7 +76,6 @@ class SessionSockets:
         self._handlers: dict[str, dict[str, Handler]] = {}
         self._last_touch: dict[str, float] = {}
         self.lifecycle = Lifecycle(self, sweep_interval=sweep_interval)
-        self._in_flight = 0
         self._running: dict[str, int] = {}  # sid -> handlers running now
         self._close_after: dict[str, str] = {}  # sid -> namespace, to disconnect after its ack
         self.draining = False
@@ -179,48 +178,23 @@ class SessionSockets:
 
     def dispatch(self, sid: str, handler: Handler, args: tuple[Any, ...]) -> Any:
         """Run ``handler(sid, session, *args)``; autosave; end the socket if its session ended."""
-        return self._call(sid, self.session_of(sid), handler, args)
+        binding = self._bindings.get(sid)
+        session = None if binding is None else SharedSession(self.manager, binding[1], is_new=False, strict=True)
+        return self._call(sid, session, handler, args)
 
     def _call(self, sid: str, session: SharedSession | None, handler: Handler, args: tuple[Any, ...]) -> Any:
         if self.draining:  # stopping: not run; the ack says so, and the socket is disconnected soon
             return {"error": "server_stopping"}
-        self._in_flight += 1
-        self._running[sid] = self._running.get(sid, 0) + 1
-        try:
-            return self._run(sid, session, handler, args)
-        finally:
-            self._in_flight -= 1
-            self._running[sid] -= 1
-            if not self._running[sid]:
-                del self._running[sid]
-                namespace = self._close_after.pop(sid, None)
-                if namespace is not None:  # runs after python-socketio queued this handler's ack
-                    gevent.spawn(self.sio.disconnect, sid, namespace=namespace, ignore_queue=True)
-
-    def drain(self, timeout: float) -> None:
-        """Stop gracefully: let the events in flight finish and save, then disconnect every socket.
-
-        Events that arrive meanwhile are not run: their ack is ``{"error": "server_stopping"}``.
-        Clients reconnect (with their cookie) to a worker that is not stopping.
-        """
-        self.draining = True
-        deadline = time.monotonic() + timeout
-        while self._in_flight and time.monotonic() < deadline:
-            gevent.sleep(0.01)
-        if self._in_flight:
-            log.warning("stopping with %d socket events still running", self._in_flight)
-        for namespace in list(self._handlers):
-            for sid, _ in list(self.sio.manager.get_participants(namespace, None)):
-                self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
-        self.stop()
-
-    def _run(self, sid: str, session: SharedSession | None, handler: Handler, args: tuple[Any, ...]) -> Any:
+        running = self._running
+        running[sid] = running.get(sid, 0) + 1
         try:
             result = handler(sid, session, *args)
             if session is not None:
-                if self.manager.autosave and session.accessed() and not session.ended:
+                manager = self.manager
+                if session.accessed_now and manager.autosave and not session.ended:
                     session.save()
-                self._touch(session)
+                if manager.timeout and not session.ended:
+                    self._touch(session)
             return result
         except SessionEnded as exc:
             binding = self._bindings.get(sid)
@@ -238,12 +212,36 @@ class SessionSockets:
             # the app's bug: log it, answer the ack empty so the client is not left waiting
             log.exception("the handler %s failed for socket %s", getattr(handler, "__name__", handler), sid)
             return None
+        finally:
+            count = running[sid] - 1
+            if count:
+                running[sid] = count
+            else:
+                del running[sid]
+                namespace = self._close_after.pop(sid, None)
+                if namespace is not None:  # runs after python-socketio queued this handler's ack
+                    gevent.spawn(self.sio.disconnect, sid, namespace=namespace, ignore_queue=True)
+
+    def drain(self, timeout: float) -> None:
+        """Stop gracefully: let the events in flight finish and save, then disconnect every socket.
+
+        Events that arrive meanwhile are not run: their ack is ``{"error": "server_stopping"}``.
+        Clients reconnect (with their cookie) to a worker that is not stopping.
+        """
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        while self._running and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        if self._running:
+            log.warning("stopping with %d socket events still running", sum(self._running.values()))
+        for namespace in list(self._handlers):
+            for sid, _ in list(self.sio.manager.get_participants(namespace, None)):
+                self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
+        self.stop()
 
     def _touch(self, session: SharedSession) -> None:
         """Slide the idle timeout on socket traffic, at most once per interval."""
         manager = self.manager
-        if not manager.timeout or session.ended:
-            return
         now = manager.clock()
         if now - self._last_touch.get(session.id, 0.0) < manager.touch_interval:
             return

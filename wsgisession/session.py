@@ -88,14 +88,19 @@ class SharedSession(MutableMapping[str, Any]):
         self._adopt(record, text, _snapshot(record.data))
 
     def _adopt(self, record: Record, text: str, snapshot: bytes | None) -> None:
-        """Take ``record`` (stored as ``text``; ``snapshot`` of its data) as the stored state."""
-        self._data = record.data
-        self._snap = snapshot
-        self._base = None if self._snap is not None else self._manager.decode(text).data
-        self.created = record.created
-        self.last_accessed = record.accessed
+        """Take ``record`` (loaded as ``text``; ``snapshot`` of its data) as the stored state."""
+        self._saved(record, text, snapshot)
         manager = self._manager
         self.touch_due = bool(manager.timeout) and manager.clock() - record.accessed >= manager.touch_interval
+
+    def _saved(self, record: Record, text: str, snapshot: bytes | None) -> None:
+        """Take ``record`` (just stored as ``text``) as the stored state."""
+        self._data = record.data
+        self._snap = snapshot
+        self._base = None if snapshot is not None else self._manager.decode(text).data
+        self.created = record.created
+        self.last_accessed = record.accessed
+        self.touch_due = False
         self._pending_load = False
 
     def _ensure(self) -> dict[str, Any]:
@@ -190,12 +195,11 @@ class SharedSession(MutableMapping[str, Any]):
         if self._locked_base:  # inside atomic(): we hold the lock and _data is the whole new state
             current = _snapshot(self._data)
             changed = current is None or current != self._snap
-            if not (self.touch_due or (changed and not accessed_only)):
+            if not ((changed and not accessed_only) or self.touch_due):
                 return False
             record = Record(created=self.created, accessed=manager.clock(), data=self._data)
-            self._adopt(record, manager.write(self.id, record, snapshot=current), current)
+            self._saved(record, manager.write(self.id, record, snapshot=current), current)
             self.is_new = False
-            self.touch_due = False
             return True
         sets, dels = ({}, []) if accessed_only else self.changes()
         if not (sets or dels or self.touch_due):
@@ -213,9 +217,8 @@ class SharedSession(MutableMapping[str, Any]):
             _merge(record.data, sets, dels)
             snapshot = _snapshot(record.data)
             text = manager.write(self.id, record, snapshot=snapshot)
-        self._adopt(record, text, snapshot)
+        self._saved(record, text, snapshot)
         self.is_new = False
-        self.touch_due = False
         return True
 
     def _gone(self, message: str) -> NoReturn:
