@@ -34,11 +34,11 @@ class Listener(Protocol):
 
 
 class Record:
-    """A decoded session record."""
+    """A decoded session record (built with positional arguments on the hot path: they cost less)."""
 
     __slots__ = ("created", "accessed", "data")
 
-    def __init__(self, *, created: float, accessed: float, data: dict[str, Any]) -> None:
+    def __init__(self, created: float, accessed: float, data: dict[str, Any]) -> None:
         self.created = created
         self.accessed = accessed
         self.data = data
@@ -92,7 +92,7 @@ class SessionManager:
         data = raw["data"]
         if not isinstance(data, dict):
             raise ValueError("a session's data is a JSON object")
-        return Record(created=float(raw["created"]), accessed=float(raw["accessed"]), data=data)
+        return Record(float(raw["created"]), float(raw["accessed"]), data)
 
     def ttl(self, record: Record) -> int | None:
         """How long the store may keep a record: past it, it is expired anyway."""

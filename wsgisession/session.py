@@ -197,7 +197,7 @@ class SharedSession(MutableMapping[str, Any]):
             changed = current is None or current != self._snap
             if not ((changed and not accessed_only) or self.touch_due):
                 return False
-            record = Record(created=self.created, accessed=manager.clock(), data=self._data)
+            record = Record(self.created, manager.clock(), self._data)
             self._saved(record, manager.write(self.id, record, snapshot=current), current)
             self.is_new = False
             return True
@@ -210,7 +210,7 @@ class SharedSession(MutableMapping[str, Any]):
             if found is None:
                 if not self.is_new:
                     self._gone("the session ended meanwhile; nothing was saved")
-                record = Record(created=self.created, accessed=now, data={})
+                record = Record(self.created, now, {})
             else:
                 record = found[0]
                 record.accessed = now
