@@ -129,18 +129,20 @@ def instructions_per_event(store: str, workload: str, redis_url: str | None, eve
 
 
 def codec_rows(rounds: int, events: int) -> list[tuple[str, str, float, float, float | None]]:
-    """python-socketio's encoding of an event and its ack, stdlib json vs wirejson."""
-    import json
-
+    """python-socketio's decoding of an event and encoding of its ack: engineio.json (the default) vs wirejson."""
+    from engineio import json as engineio_json
     from socketio import packet
 
     from wsgisession import wirejson
 
     rows = []
-    for name, module in (("stdlib json", json), ("wirejson", wirejson)):
-        def roundtrip(module: Any = module) -> None:
-            incoming = packet.Packet(encoded_packet='2["echo","ping"]', json=module)
-            packet.Packet(packet.ACK, data=[incoming.data[1]], id=7, json=module).encode()
+    for name, module in (("engineio.json", engineio_json), ("wirejson", wirejson)):
+        class Packet(packet.Packet):
+            json = module
+
+        def roundtrip(packet_class: type[packet.Packet] = Packet) -> None:
+            incoming = packet_class(encoded_packet='2["echo","ping"]')
+            packet_class(packet.ACK, data=[incoming.data[1]], id=7).encode()
 
         for _ in range(events // 10):
             roundtrip()

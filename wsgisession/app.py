@@ -27,8 +27,10 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import socketio
+from engineio import json as engineio_json
 from werkzeug.exceptions import NotFound
 
+from . import wirejson
 from .config import from_settings
 from .cookies import SameSite, SessionCookie
 from .errors import ConfigurationError
@@ -130,6 +132,7 @@ def make_app(
     handlers: Sequence[str | Any] = (),
     max_message_size: int | None = 1_000_000,
     sweep_interval: float | None = 30.0,
+    fast_json: bool = True,
     socketio_options: dict[str, Any] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> WsgiSessionApp:
@@ -164,6 +167,8 @@ def make_app(
         options["client_manager"] = LifecycleRedisManager(queue, channel=channel)
     if max_message_size is not None:
         options.setdefault("max_http_buffer_size", max_message_size)
+    # Socket.IO packets by orjson, with the same results (python-socketio keeps it for the whole process)
+    options.setdefault("json", wirejson if fast_json else engineio_json)
     sockets = SessionSockets(
         manager=manager,
         origins=OriginPolicy(allowed_origins=allowed_origins, allow_missing_origin=allow_missing_origin),

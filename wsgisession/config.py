@@ -90,6 +90,7 @@ OURS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "handlers": ("handlers", as_list),
     "max_message_size": ("max_message_size", int),
     "sweep_interval": ("sweep_interval", float),
+    "fast_json": ("fast_json", as_bool),
 }
 
 #: socketio.<key> -> parser (passed to socketio.Server as keyword arguments)
