@@ -82,6 +82,18 @@ def test_rule1_anonymous_sockets_when_allowed(ini_dir) -> None:  # type: ignore[
             client.disconnect()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_event_payloads_round_trip_exactly(lab_server: Server, transport: str) -> None:
+    """Packets go through wsgisession.wirejson (orjson): integers past 64 bits, text and types stay exact."""
+    http = new_http(lab_server)
+    client = connect(lab_server.url, cookie=cookie_header(http), transport=transport)
+    payload = {"big": 2**70, "low": -(2**63) - 1, "text": "\u00e9\u20ac \U0001F600", "f": 0.1, "mix": [True, None, 1, 1.0]}
+    try:
+        assert repr(client.call("echo", payload)) == repr(payload)
+    finally:
+        client.disconnect()
+
+
 # -- rule 2: fresh on every event ---------------------------------------
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_rule2_http_write_seen_by_next_event(lab_server: Server, transport: str) -> None:
