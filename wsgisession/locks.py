@@ -269,7 +269,7 @@ class LockRegistry:
             return None
         return entry.store_lock
 
-    def hold(self, key: str, *, timeout: float | None = None) -> _Hold:
+    def hold(self, key: str, timeout: float | None = None) -> _Hold:
         """Hold the lock of ``key`` (a context manager); reentrant within one greenlet."""
         return _Hold(self, key, self.timeout if timeout is None else timeout)
 

@@ -162,6 +162,10 @@ class SharedSession(MutableMapping[str, Any]):
         """The keys set (with values) and deleted since the last load or save."""
         if self._pending_load or not self._modified():
             return {}, []
+        return self._diff()
+
+    def _diff(self) -> tuple[dict[str, Any], list[str]]:
+        """The keys set and deleted against the stored state (a key by key compare)."""
         base = self._stored()
         sets = {k: v for k, v in self._data.items() if not _same(base.get(k, _MISSING), v)}
         dels = [k for k in base if k not in self._data]
@@ -201,7 +205,12 @@ class SharedSession(MutableMapping[str, Any]):
             self._saved(record, manager.write(self.id, record, snapshot=current), current)
             self.is_new = False
             return True
-        sets, dels = ({}, []) if accessed_only else self.changes()
+        sets: dict[str, Any]
+        dels: list[str]
+        if accessed_only or self._pending_load or (self._snap is not None and _snapshot(self._data) == self._snap):
+            sets, dels = {}, []  # nothing changed (the usual case: one snapshot compare)
+        else:
+            sets, dels = self._diff()
         if not (sets or dels or self.touch_due):
             return False
         with manager.store.lock(self.id):

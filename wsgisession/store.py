@@ -82,6 +82,7 @@ class Store:
         self.backend = backend
         self.locking = locking  # off only to measure what locks cost (benchmarks)
         self.expires = backend == "redis"  # whether the backend drops records past a write's ttl
+        self._carried = backend == "redis"  # whether a held store lock carries the reads and writes
         self._options: dict[str, Any] = dict(options)
         self._cls: Callable[..., NamespaceManager]
         store_lock: Callable[[str], StoreLock] | None = None
@@ -128,8 +129,6 @@ class Store:
 
     def _held(self, session_id: str) -> RedisLock | None:
         """The Redis lock this greenlet holds on a session: it carries reads and writes."""
-        if self.backend != "redis":
-            return None
         lock = self.locks.held(session_id)
         return lock if isinstance(lock, RedisLock) and lock.prefetched else None
 
@@ -139,7 +138,7 @@ class Store:
 
     def read(self, session_id: str) -> str | None:
         """The stored text of a session, or ``None`` if there is none."""
-        held = self._held(session_id)
+        held = self._held(session_id) if self._carried else None
         if held is not None:  # read when the lock was taken, or staged since
             return _text(held.value)
         try:
@@ -151,7 +150,7 @@ class Store:
 
     def write(self, session_id: str, text: str, *, ttl: int | None = None) -> None:
         """Store ``text``; ``ttl`` (seconds) lets the backend expire it."""
-        held = self._held(session_id)
+        held = self._held(session_id) if self._carried else None
         if held is not None:
             held.stage("set", text, ttl)  # written when the lock is released, if still ours
             return
@@ -166,7 +165,7 @@ class Store:
 
     def remove(self, session_id: str) -> None:
         """Forget a session (no error if it is already gone)."""
-        held = self._held(session_id)
+        held = self._held(session_id) if self._carried else None
         if held is not None:
             held.stage("del")
             return
@@ -186,7 +185,7 @@ class Store:
         _check(session_id)
         if not self.locking:
             return nullcontext()
-        hold = self.locks.hold(session_id, timeout=timeout)
+        hold = self.locks.hold(session_id, timeout)
         return hold if self.backend == "memory" else _Guarded(hold, self)
 
 
