@@ -26,7 +26,8 @@ from .backends.file import FileNamespaceManager
 from .backends.memory import MemoryNamespaceManager
 from .cookies import is_session_id
 from .errors import ConfigurationError, StoreUnavailable
-from .locks import FileLock, LockRegistry, RedisLock, StoreLock
+from .locks import LockRegistry, StoreLock
+from .store_locks import FileLock, RedisLock
 
 log = logging.getLogger(__name__)
 
