@@ -21,6 +21,7 @@ def test_beaker_ours_and_socketio_keys_are_typed() -> None:
         "wsgisession.allow_anonymous": "off",
         "wsgisession.allowed_origins": "https://a.example, https://b.example",
         "wsgisession.handlers": "pkg.mod:register\n    pkg.other:Chat",
+        "wsgisession.fast_json": "false",
         "socketio.ping_interval": "10",
         "socketio.async_handlers": "false",
         "socketio.message_queue": "redis://127.0.0.1:6379/1",
@@ -40,6 +41,7 @@ def test_beaker_ours_and_socketio_keys_are_typed() -> None:
         "allow_anonymous": False,
         "allowed_origins": ["https://a.example", "https://b.example"],
         "handlers": ["pkg.mod:register", "pkg.other:Chat"],
+        "fast_json": False,
         "socketio_options": {
             "ping_interval": 10.0,
             "async_handlers": False,

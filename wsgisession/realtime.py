@@ -178,9 +178,7 @@ class SessionSockets:
 
     def dispatch(self, sid: str, handler: Handler, args: tuple[Any, ...]) -> Any:
         """Run ``handler(sid, session, *args)``; autosave; end the socket if its session ended."""
-        binding = self._bindings.get(sid)
-        session = None if binding is None else SharedSession(self.manager, binding[1], is_new=False, strict=True)
-        return self._call(sid, session, handler, args)
+        return self._call(sid, self.session_of(sid), handler, args)
 
     def _call(self, sid: str, session: SharedSession | None, handler: Handler, args: tuple[Any, ...]) -> Any:
         if self.draining:  # stopping: not run; the ack says so, and the socket is disconnected soon
