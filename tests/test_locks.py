@@ -36,6 +36,35 @@ def test_rule6_registry_is_reentrant_per_greenlet(tmp_path: Path) -> None:
     assert len(registry) == 0
 
 
+def test_rule6_registry_waiter_gets_the_lock_only_after_the_outermost_exit() -> None:
+    registry = LockRegistry(timeout=5.0)
+    events: list[str] = []
+
+    def holder() -> None:
+        with registry.hold("a"):
+            with registry.hold("a"):
+                gevent.sleep(0.05)
+            events.append("inner exit")
+            gevent.sleep(0.05)  # the waiter must still be waiting
+            events.append("outer exit")
+
+    def waiter() -> None:
+        with registry.hold("a"):
+            events.append("waiter in")
+
+    first = gevent.spawn(holder)
+    gevent.sleep(0.01)
+    killed = gevent.spawn(waiter)  # killed while it waits: leaves nothing behind
+    second = gevent.spawn(waiter)
+    gevent.sleep(0.01)
+    killed.kill()
+    gevent.joinall([first, second], raise_error=True)
+    assert events == ["inner exit", "outer exit", "waiter in"]
+    assert len(registry) == 0
+    with registry.hold("a", timeout=0.0):  # free, and reusable at once
+        pass
+
+
 def test_rule6_registry_excludes_other_greenlets() -> None:
     registry = LockRegistry(timeout=5.0)
     inside: list[int] = []
