@@ -19,7 +19,6 @@ same load. Needs valgrind (``apt-get install valgrind``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import fnmatch
 import json
@@ -102,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         directory = Path(tmp)
         for target in targets_for(directory, preflight()):
             if any(fnmatch.fnmatch(target.name, g) for g in globs):
-                with contextlib.suppress(KeyboardInterrupt):
-                    results[target.name] = measure(target, directory, args.sessions, args.events, args.warmup)
+                results[target.name] = measure(target, directory, args.sessions, args.events, args.warmup)
     ours_echo = results.get("wsgisession/memory", {}).get("echo")
     bare_echo = results.get("bare-socketio", {}).get("echo")
     print(f"\nServer instructions per acked websocket event ({args.sessions} sockets x {args.events} events)")
@@ -113,11 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             own = results[name].get("echo", ours_echo)
             print(f"{name:20s} {workload:7s} {value:>10,.0f} {value / own if own else 0:>9.2f}x "
                   f"{value / bare_echo if bare_echo else 0:>10.2f}x")
+    host = machine(args, None, None)
     stamp = datetime.date.today().isoformat()
-    output = Path(args.output) if args.output else RESULTS / f"{stamp}-{machine(args, None, None)['host']}-callgrind.json"
+    output = Path(args.output) if args.output else RESULTS / f"{stamp}-{host['host']}-callgrind.json"
     output.write_text(json.dumps({"command": sys.argv, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                                   "sizes": vars(args), "instructions_per_event": results,
-                                  "machine": machine(args, None, None)}, indent=2) + "\n")
+                                  "machine": host}, indent=2) + "\n")
     print(f"\nraw results: {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
     return 0
 

@@ -207,7 +207,7 @@ class SharedSession(MutableMapping[str, Any]):
             return True
         sets: dict[str, Any]
         dels: list[str]
-        if accessed_only or self._pending_load or (self._snap is not None and _snapshot(self._data) == self._snap):
+        if accessed_only or self._pending_load or not self._modified():
             sets, dels = {}, []  # nothing changed (the usual case: one snapshot compare)
         else:
             sets, dels = self._diff()

@@ -83,7 +83,6 @@ class Store:
         self.backend = backend
         self.locking = locking  # off only to measure what locks cost (benchmarks)
         self.expires = backend == "redis"  # whether the backend drops records past a write's ttl
-        self._carried = backend == "redis"  # whether a held store lock carries the reads and writes
         self._options: dict[str, Any] = dict(options)
         self._cls: Callable[..., NamespaceManager]
         store_lock: Callable[[str], StoreLock] | None = None
@@ -130,6 +129,8 @@ class Store:
 
     def _held(self, session_id: str) -> RedisLock | None:
         """The Redis lock this greenlet holds on a session: it carries reads and writes."""
+        if self.backend != "redis":
+            return None
         lock = self.locks.held(session_id)
         return lock if isinstance(lock, RedisLock) and lock.prefetched else None
 
@@ -139,7 +140,7 @@ class Store:
 
     def read(self, session_id: str) -> str | None:
         """The stored text of a session, or ``None`` if there is none."""
-        held = self._held(session_id) if self._carried else None
+        held = self._held(session_id)
         if held is not None:  # read when the lock was taken, or staged since
             return _text(held.value)
         try:
@@ -151,7 +152,7 @@ class Store:
 
     def write(self, session_id: str, text: str, *, ttl: int | None = None) -> None:
         """Store ``text``; ``ttl`` (seconds) lets the backend expire it."""
-        held = self._held(session_id) if self._carried else None
+        held = self._held(session_id)
         if held is not None:
             held.stage("set", text, ttl)  # written when the lock is released, if still ours
             return
@@ -166,7 +167,7 @@ class Store:
 
     def remove(self, session_id: str) -> None:
         """Forget a session (no error if it is already gone)."""
-        held = self._held(session_id) if self._carried else None
+        held = self._held(session_id)
         if held is not None:
             held.stage("del")
             return

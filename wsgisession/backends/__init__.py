@@ -5,7 +5,8 @@ Beaker's own file, dbm and Redis containers unpickle what they read
 namespace managers store and return ``str`` values only. They are registered
 as Beaker backends (``beaker.backends`` entry points ``wsgisession.file``,
 ``wsgisession.redis`` and ``wsgisession.memory``) and are what ``type = file``,
-``type = ext:redis`` and ``type = memory`` mean under wsgisession. Used under plain Beaker instead, they still never
+``type = ext:redis`` and ``type = memory`` mean under wsgisession. Used under
+plain Beaker instead, they still never
 unpickle, but Beaker's ``Session`` serializes the data itself before storing
 it, with pickle unless ``data_serializer = json``: set that, or it unpickles.
 """
