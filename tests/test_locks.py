@@ -14,7 +14,7 @@ import pytest
 
 from tests.holders import Holder, file_locked
 from wsgisession.errors import LockTimeout
-from wsgisession.locks import LockRegistry
+from wsgisession.locks import KEPT_ENTRIES, LockRegistry
 from wsgisession.store_locks import FileLock
 
 
@@ -110,6 +110,20 @@ def test_rule6_registry_frees_entries_when_idle(tmp_path: Path) -> None:
     gevent.joinall([gevent.spawn(use, n) for n in range(200)], raise_error=True)
     assert len(registry) == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rule6_registry_keeps_a_bounded_number_of_idle_entries() -> None:
+    registry = LockRegistry(timeout=1.0)
+    with registry.hold("held"):
+        for n in range(3 * KEPT_ENTRIES):
+            with registry.hold(f"k{n}"):
+                pass
+        assert registry.kept() <= KEPT_ENTRIES
+        assert len(registry) == 1
+        assert registry.held("held") is None  # held, but there is no store lock
+    assert len(registry) == 0
+    with registry.hold("held", timeout=0.0):  # the idle entry is taken again at once
+        pass
 
 
 def test_rule6_registry_wait_is_bounded_by_lock_timeout() -> None:

@@ -32,6 +32,9 @@ class Atomic:
 
     __slots__ = ("session", "hold", "outer", "sets", "dels", "rollback")
 
+    sets: dict[str, Any]
+    dels: list[str]
+
     def __init__(self, session: SharedSession) -> None:
         self.session = session
 
@@ -45,17 +48,19 @@ class Atomic:
         self.hold = hold = manager.store.lock(session.id)
         hold.__enter__()
         try:
-            self.sets, self.dels = sets, dels = session.changes()
             if session._pending_load:
+                self.sets, self.dels = {}, []
                 session._ensure()  # the first load is fresh already: we hold the lock
-            elif not outer:
-                found = manager.read(session.id)
-                if found is not None:
-                    record, text = found
-                    session._adopt(record, text, snapshot(record.data))
-                elif not session.is_new:
-                    session._gone("the session ended meanwhile")
-                merge(session._data, sets, dels)
+            else:
+                self.sets, self.dels = sets, dels = session.changes()
+                if not outer:
+                    found = manager.read(session.id)
+                    if found is not None:
+                        record, text, known = found
+                        session._adopt(record, text, known if known is not None else snapshot(record.data))
+                    elif not session.is_new:
+                        session._gone("the session ended meanwhile")
+                    merge(session._data, sets, dels)
             self.rollback = json.dumps(session._data) if outer else None
         except BaseException:
             hold.__exit__(None, None, None)

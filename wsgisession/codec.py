@@ -15,7 +15,8 @@ reads an integer past 64 bits as a float and loses digits, so a record whose
 data holds a run of 19 digits or more carries that mark and is read by the
 stdlib.
 
-:func:`snapshot` is the fast, non-strict form that change tracking compares.
+:func:`snapshot` is the fast, non-strict form that change tracking compares;
+:func:`is_exact` tells whether a snapshot decodes back to exactly its data.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | 
 # The strict encoder (built once): compact, UTF-8, no NaN or Infinity.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
+# The exact types of values whose orjson form always decodes back to themselves (finite floats too).
+_SCALARS = frozenset({str, int, bool, type(None)})
+
 _LONG_NUMBER = re.compile(r"[0-9]{19}")
 _EXACT_END = '},"exact":true}'  # data is an object: its "}" comes first, so a nested key never matches
 
@@ -44,16 +48,44 @@ def snapshot(data: dict[str, Any]) -> bytes | None:
         return None
 
 
+def is_flat(data: dict[str, Any]) -> bool:
+    """Whether every value is a str, int, bool, None or finite float (exactly these types)."""
+    scalars = _SCALARS
+    for value in data.values():
+        if type(value) not in scalars and (type(value) is not float or value - value != 0.0):
+            return False  # a container, an object, a subclass, NaN or an infinity
+    return True
+
+
+def is_exact(data: dict[str, Any], snapshot_text: bytes | None) -> bool:
+    """Whether ``snapshot_text`` (:func:`snapshot` of ``data``) decodes back to exactly ``data``.
+
+    orjson writes UUIDs, enum members and tuples as other types, and NaN as
+    null; an integer past 64 bits makes :func:`snapshot` refuse (``None``).
+    """
+    if snapshot_text is None:
+        return False
+    return is_flat(data) or orjson.loads(snapshot_text) == data
+
+
 def strict(value: Any) -> str:
     """Encode one value with the strict encoder (to find which value JSON cannot hold)."""
     return _ENCODER.encode(value)
 
 
-def encode_record(created: float, accessed: float, data: dict[str, Any], *, snapshot_text: bytes | None = None) -> str:
-    """A record's text (strict); ``snapshot_text`` is :func:`snapshot` of ``data``, if known."""
+def encode_record(
+    created: float, accessed: float, data: dict[str, Any], *, snapshot_text: bytes | None = None,
+    exact: bool | None = None,
+) -> str:
+    """A record's text (strict).
+
+    ``snapshot_text`` is :func:`snapshot` of ``data`` if known, ``exact``
+    :func:`is_exact` of the two if known.
+    """
     text = snapshot_text if snapshot_text is not None else snapshot(data)
     record: dict[str, Any] = {"created": float(created), "accessed": float(accessed)}
-    if text is not None and orjson.loads(text) == data:
+    if exact if exact is not None else is_exact(data, text):
+        assert text is not None
         record["data"] = orjson.Fragment(text)  # written as it is: the data is serialized once
     else:
         data_text = _ENCODER.encode(data)  # raises TypeError or ValueError for what JSON cannot hold

@@ -33,7 +33,8 @@ def _timeout_message(timeout: float) -> str:
     return f"session lock not acquired within {timeout:.3g}s"
 
 
-_SPARE_ENTRIES = 256  # unused lock entries kept for reuse (building one costs ~0.3 us)
+#: idle entries kept for reuse (building one costs ~0.3 us): past this many entries, the idle ones are dropped
+KEPT_ENTRIES = 1024
 
 
 class _Entry:
@@ -44,7 +45,7 @@ class _Entry:
     def __init__(self) -> None:
         self.semaphore = gevent.lock.Semaphore(1)
         self.owner: object = None
-        self.users = 0  # holders and waiters: the entry is forgotten when none is left
+        self.users = 0  # holders and waiters: an entry with none is idle (and may be dropped)
         self.depth = 0
         self.store_lock: StoreLock | None = None
 
@@ -55,11 +56,14 @@ class LockRegistry:
     def __init__(self, *, timeout: float, store_lock: Callable[[str], StoreLock] | None = None) -> None:
         self.timeout = timeout
         self._store_lock = store_lock
-        self._entries: dict[str, _Entry] = {}
-        self._spare: list[_Entry] = []
+        self._entries: dict[str, _Entry] = {}  # held, waited for, or idle (at most KEPT_ENTRIES of all)
 
     def __len__(self) -> int:
         """The number of session ids currently held or waited for."""
+        return sum(1 for entry in self._entries.values() if entry.users)
+
+    def kept(self) -> int:
+        """The number of entries in memory (held, waited for, or idle and kept for reuse)."""
         return len(self._entries)
 
     def held(self, key: str) -> StoreLock | None:
@@ -69,52 +73,58 @@ class LockRegistry:
             return None
         return entry.store_lock
 
-    def hold(self, key: str, timeout: float | None = None) -> _Hold:
+    def hold(self, key: str, timeout: float | None = None) -> Hold:
         """Hold the lock of ``key`` (a context manager); reentrant within one greenlet."""
-        return _Hold(self, key, self.timeout if timeout is None else timeout)
+        return Hold(self, key, self.timeout if timeout is None else timeout)
 
-    def _leave(self, key: str, entry: _Entry) -> None:
-        entry.users -= 1
-        if not entry.users:
-            del self._entries[key]
-            if len(self._spare) < _SPARE_ENTRIES:  # unlocked and unused: reuse it for the next key
-                self._spare.append(entry)
+    def _entry(self, key: str) -> _Entry:
+        """A new entry for ``key``; first drops the idle ones if there are too many."""
+        entries = self._entries
+        if len(entries) >= KEPT_ENTRIES:
+            for idle in [k for k, entry in entries.items() if not entry.users]:
+                del entries[idle]
+        entry = entries[key] = _Entry()
+        return entry
 
 
-class _Hold:
+class Hold:
     """One holding of a registry lock (a class, not a generator: it is on every save's path)."""
 
     __slots__ = ("registry", "key", "timeout", "entry")
+
+    entry: _Entry  # set by __enter__
 
     def __init__(self, registry: LockRegistry, key: str, timeout: float) -> None:
         self.registry = registry
         self.key = key
         self.timeout = timeout
-        self.entry: _Entry | None = None
 
     def __enter__(self) -> None:
-        registry, key = self.registry, self.key
-        entry = registry._entries.get(key)
-        if entry is None:
-            spare = registry._spare
-            entry = registry._entries[key] = spare.pop() if spare else _Entry()
+        registry = self.registry
+        entry = registry._entries.get(self.key) or registry._entry(self.key)
         entry.users += 1
         current = getcurrent()
         if entry.owner is current:  # reentrant: the outermost holding has the locks
             entry.depth += 1
+        elif entry.owner is None and registry._store_lock is None and entry.semaphore.acquire(blocking=False):
+            entry.owner, entry.depth = current, 1  # free, and no store lock to take: the usual case
         else:
-            timeout, store_lock_for = self.timeout, registry._store_lock
-            started = time.monotonic() if store_lock_for is not None else 0.0
-            try:
-                if not entry.semaphore.acquire(timeout=timeout):
-                    raise LockTimeout(_timeout_message(timeout), timeout=timeout)
-                entry.owner, entry.depth = current, 1
-                if store_lock_for is not None:
-                    self._store_lock(entry, store_lock_for, started + timeout)
-            except BaseException:
-                registry._leave(key, entry)
-                raise
+            self._wait(entry, current)
         self.entry = entry
+
+    def _wait(self, entry: _Entry, current: object) -> None:
+        """Take the in-process lock, waiting at most the timeout, then the store lock if any."""
+        timeout, store_lock_for = self.timeout, self.registry._store_lock
+        started = time.monotonic() if store_lock_for is not None else 0.0
+        try:
+            if not entry.semaphore.acquire(timeout=timeout):
+                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+            entry.owner, entry.depth = current, 1
+            if store_lock_for is not None:
+                self._store_lock(entry, store_lock_for, started + timeout)
+        except BaseException:
+            entry.users -= 1
+            raise
 
     def _store_lock(self, entry: _Entry, store_lock_for: Callable[[str], StoreLock], deadline: float) -> None:
         """Take the cross-process lock too (the in-process one is ours); release both on failure."""
@@ -132,15 +142,16 @@ class _Hold:
 
     def __exit__(self, *exc_info: object) -> None:
         entry = self.entry
-        assert entry is not None
-        self.entry = None
-        entry.depth -= 1
+        entry.depth = depth = entry.depth - 1
+        if depth:
+            entry.users -= 1
+            return
+        store_lock = entry.store_lock
         try:
-            if entry.depth == 0 and entry.store_lock is not None:
-                store_lock, entry.store_lock = entry.store_lock, None
+            if store_lock is not None:
+                entry.store_lock = None
                 store_lock.release()  # may raise: a staged save that failed
         finally:
-            if entry.depth == 0:
-                entry.owner = None
-                entry.semaphore.release()
-            self.registry._leave(self.key, entry)
+            entry.owner = None
+            entry.users -= 1
+            entry.semaphore.release()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from . import codec
 from .cookies import SessionCookie
 from .errors import SessionExpired, SessionValueError, UnknownSession
+from .record_cache import RecordCache
 from .store import Store
 
 if TYPE_CHECKING:
@@ -66,15 +67,17 @@ class SessionManager:
         self.autosave = autosave
         self.clock = clock
         self.listeners: list[Listener] = []
+        self.records = RecordCache()
 
     # -- records ---------------------------------------------------------
-    def encode(self, record: Record, *, snapshot: bytes | None = None) -> str:
+    def encode(self, record: Record, *, snapshot: bytes | None = None, exact: bool | None = None) -> str:
         """Serialize a record; a value JSON cannot hold raises SessionValueError.
 
-        ``snapshot`` is :func:`wsgisession.codec.snapshot` of ``record.data`` if the caller has it.
+        ``snapshot`` is :func:`wsgisession.codec.snapshot` of ``record.data`` if the caller has it,
+        ``exact`` :func:`wsgisession.codec.is_exact` of the two if known.
         """
         try:
-            return codec.encode_record(record.created, record.accessed, record.data, snapshot_text=snapshot)
+            return codec.encode_record(record.created, record.accessed, record.data, snapshot_text=snapshot, exact=exact)
         except (TypeError, ValueError) as exc:
             for key, value in record.data.items():
                 try:
@@ -110,40 +113,60 @@ class SessionManager:
             return True
         return bool(self.absolute_timeout and now - record.created > self.absolute_timeout)
 
-    def _parse(self, session_id: str, text: str | None) -> Record | None:
+    def _parse(self, session_id: str, text: str | None) -> tuple[Record, bytes | None] | None:
+        """The record of ``text`` and, if known, the snapshot of its data; ``None`` if unreadable."""
         if text is None:
             return None
+        cached = self.records.get(session_id, text)
+        if cached is not None:  # the text this process last read or wrote for the id: decoded already
+            return Record(cached[0], cached[1], cached[2]), cached[3]
         try:
-            return self.decode(text)
+            record = self.decode(text)
         except (ValueError, KeyError, TypeError):
             security_log.warning("unreadable session record %s ignored", self.fingerprint(session_id))
             return None
+        snapshot = codec.snapshot(record.data)
+        if snapshot is not None and codec.is_exact(record.data, snapshot):
+            self.records.put(session_id, text, record.created, record.accessed, record.data, snapshot)
+            return record, snapshot
+        return record, None
 
-    def read(self, session_id: str) -> tuple[Record, str] | None:
-        """The live record of an id and its text; ``None`` if missing or expired."""
+    def read(self, session_id: str) -> tuple[Record, str, bytes | None] | None:
+        """The live record of an id, its text and the snapshot of its data (if known); ``None`` if missing or expired."""
         text = self.store.read(session_id)
-        record = self._parse(session_id, text)
-        if record is None or self.expired(record):
+        parsed = self._parse(session_id, text)
+        if parsed is None or self.expired(parsed[0]):
             return None
-        return record, str(text)
+        return parsed[0], str(text), parsed[1]
 
-    def load(self, session_id: str) -> tuple[Record, str]:
+    def load(self, session_id: str) -> tuple[Record, str, bytes | None]:
         """Like :meth:`read` but raising UnknownSession or SessionExpired."""
         try:
             text = self.store.read(session_id)
         except ValueError:  # not an id we issue: the store refuses it before it becomes a key or a path
             raise UnknownSession("not a session id") from None
-        record = self._parse(session_id, text)
-        if record is None:
+        parsed = self._parse(session_id, text)
+        if parsed is None:
             raise UnknownSession("no such session")
-        if self.expired(record):
+        if self.expired(parsed[0]):
             self.end(session_id, reason="expired")
             raise SessionExpired()
-        return record, str(text)
+        return parsed[0], str(text), parsed[1]
 
     def write(self, session_id: str, record: Record, *, snapshot: bytes | None = None) -> str:
-        text = self.encode(record, snapshot=snapshot)
-        self.store.write(session_id, text, ttl=self.ttl(record) if self.store.expires else None)
+        """Store ``record``; ``snapshot`` is :func:`wsgisession.codec.snapshot` of its data if known. Returns the text."""
+        if snapshot is None:
+            snapshot = codec.snapshot(record.data)
+        data = record.data
+        flat = snapshot is not None and codec.is_flat(data)
+        exact = flat or codec.is_exact(data, snapshot)
+        text = self.encode(record, snapshot=snapshot, exact=exact)
+        try:
+            self.store.write(session_id, text, ttl=self.ttl(record) if self.store.expires else None)
+        except BaseException:
+            self.records.forget(session_id)
+            raise
+        self.records.put(session_id, text, record.created, record.accessed, data, snapshot if exact else None, flat=flat)
         return text
 
     # -- lives -----------------------------------------------------------
@@ -153,6 +176,7 @@ class SessionManager:
     def end(self, session_id: str, *, reason: str) -> None:
         """Remove a session and tell every listener (its sockets end)."""
         self.store.remove(session_id)
+        self.records.forget(session_id)
         log.info("session %s ended (%s)", self.fingerprint(session_id), reason)
         for listener in self.listeners:
             listener.session_ended(session_id, reason)

@@ -84,8 +84,8 @@ class SharedSession(MutableMapping[str, Any]):
     # -- loading ---------------------------------------------------------
     def load(self) -> None:
         """Load the stored state now (raises UnknownSession, SessionExpired, StoreUnavailable)."""
-        record, text = self._manager.load(self.id)
-        self._adopt(record, text, _snapshot(record.data))
+        record, text, snapshot = self._manager.load(self.id)
+        self._adopt(record, text, snapshot if snapshot is not None else _snapshot(record.data))
 
     def _adopt(self, record: Record, text: str, snapshot: bytes | None) -> None:
         """Take ``record`` (loaded as ``text``; ``snapshot`` of its data) as the stored state."""
@@ -297,6 +297,7 @@ class SharedSession(MutableMapping[str, Any]):
             snapshot = _snapshot(record.data)
             text = manager.write(new_id, record, snapshot=snapshot)
             manager.store.remove(old_id)
+            manager.records.forget(old_id)
         self.id = new_id
         self.rotated_from = old_id
         self._adopt(record, text, snapshot)

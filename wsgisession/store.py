@@ -128,9 +128,7 @@ class Store:
         return RedisLock(self._redis, f"wsgisession-lock:{session_id}", ttl=self._lock_ttl, data_key=data_key)
 
     def _held(self, session_id: str) -> RedisLock | None:
-        """The Redis lock this greenlet holds on a session: it carries reads and writes."""
-        if self.backend != "redis":
-            return None
+        """The Redis lock this greenlet holds on a session: it carries reads and writes (Redis only)."""
         lock = self.locks.held(session_id)
         return lock if isinstance(lock, RedisLock) and lock.prefetched else None
 
@@ -140,7 +138,7 @@ class Store:
 
     def read(self, session_id: str) -> str | None:
         """The stored text of a session, or ``None`` if there is none."""
-        held = self._held(session_id)
+        held = self._held(session_id) if self.backend == "redis" else None
         if held is not None:  # read when the lock was taken, or staged since
             return _text(held.value)
         try:
@@ -152,7 +150,7 @@ class Store:
 
     def write(self, session_id: str, text: str, *, ttl: int | None = None) -> None:
         """Store ``text``; ``ttl`` (seconds) lets the backend expire it."""
-        held = self._held(session_id)
+        held = self._held(session_id) if self.backend == "redis" else None
         if held is not None:
             held.stage("set", text, ttl)  # written when the lock is released, if still ours
             return
@@ -167,7 +165,7 @@ class Store:
 
     def remove(self, session_id: str) -> None:
         """Forget a session (no error if it is already gone)."""
-        held = self._held(session_id)
+        held = self._held(session_id) if self.backend == "redis" else None
         if held is not None:
             held.stage("del")
             return
@@ -184,7 +182,8 @@ class Store:
 
     def lock(self, session_id: str, *, timeout: float | None = None) -> AbstractContextManager[None]:
         """Hold the session's lock (in-process and cross-process)."""
-        _check(session_id)
+        if session_id is not _checked:
+            _check(session_id)
         if not self.locking:
             return nullcontext()
         hold = self.locks.hold(session_id, timeout)
