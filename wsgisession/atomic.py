@@ -56,11 +56,14 @@ class Atomic:
                 if not outer:
                     found = manager.read(session.id)
                     if found is not None:
-                        record, text, known = found
+                        record, text = found
+                        known = record.snapshot
                         session._adopt(record, text, known if known is not None else snapshot(record.data))
                     elif not session.is_new:
                         session._gone("the session ended meanwhile")
-                    merge(session._data, sets, dels)
+                    if sets or dels:
+                        session._clean = False
+                        merge(session._data, sets, dels)
             self.rollback = json.dumps(session._data) if outer else None
         except BaseException:
             hold.__exit__(None, None, None)
@@ -72,6 +75,7 @@ class Atomic:
         session = self.session
         try:
             if exc_type is not None:
+                session._clean = False
                 if self.rollback is not None:
                     session._data = json.loads(self.rollback)
                 else:

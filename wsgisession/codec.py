@@ -83,7 +83,7 @@ def encode_record(
     :func:`is_exact` of the two if known.
     """
     text = snapshot_text if snapshot_text is not None else snapshot(data)
-    record: dict[str, Any] = {"created": float(created), "accessed": float(accessed)}
+    record: dict[str, Any] = {"created": created, "accessed": accessed}
     if exact if exact is not None else is_exact(data, text):
         assert text is not None
         record["data"] = orjson.Fragment(text)  # written as it is: the data is serialized once

@@ -140,7 +140,7 @@ class Hold:
             raise
         entry.store_lock = store_lock
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         entry = self.entry
         entry.depth = depth = entry.depth - 1
         if depth:

@@ -35,14 +35,24 @@ class Listener(Protocol):
 
 
 class Record:
-    """A decoded session record (built with positional arguments on the hot path: they cost less)."""
+    """A decoded session record (built with positional arguments on the hot path: they cost less).
 
-    __slots__ = ("created", "accessed", "data")
+    ``snapshot`` and ``flat`` describe ``data`` as the manager last read or
+    wrote it: :func:`~wsgisession.codec.snapshot` of it if that is exact
+    (else ``None``), and whether it is scalars only
+    (:func:`~wsgisession.codec.is_flat`). They are stale once ``data`` changes.
+    """
 
-    def __init__(self, created: float, accessed: float, data: dict[str, Any]) -> None:
+    __slots__ = ("created", "accessed", "data", "snapshot", "flat")
+
+    def __init__(
+        self, created: float, accessed: float, data: dict[str, Any], snapshot: bytes | None = None, flat: bool = False
+    ) -> None:
         self.created = created
         self.accessed = accessed
         self.data = data
+        self.snapshot = snapshot
+        self.flat = flat
 
 
 class SessionManager:
@@ -70,25 +80,16 @@ class SessionManager:
         self.records = RecordCache()
 
     # -- records ---------------------------------------------------------
-    def encode(self, record: Record, *, snapshot: bytes | None = None, exact: bool | None = None) -> str:
-        """Serialize a record; a value JSON cannot hold raises SessionValueError.
-
-        ``snapshot`` is :func:`wsgisession.codec.snapshot` of ``record.data`` if the caller has it,
-        ``exact`` :func:`wsgisession.codec.is_exact` of the two if known.
-        """
-        try:
-            return codec.encode_record(record.created, record.accessed, record.data, snapshot_text=snapshot, exact=exact)
-        except (TypeError, ValueError) as exc:
-            for key, value in record.data.items():
-                try:
-                    codec.strict(value)
-                except (TypeError, ValueError):
-                    raise SessionValueError(
-                        f"session[{key!r}] cannot be stored as JSON ({exc}); nothing was saved", key=key
-                    ) from exc
-                if not isinstance(key, str):
-                    raise SessionValueError(f"session key {key!r} is not a string; nothing was saved", key=str(key))
-            raise SessionValueError(f"the session cannot be stored as JSON: {exc}", key="") from exc
+    def _error(self, record: Record, exc: Exception) -> SessionValueError:
+        """What cannot be stored as JSON, by key (for a SessionValueError)."""
+        for key, value in record.data.items():
+            try:
+                codec.strict(value)
+            except (TypeError, ValueError):
+                return SessionValueError(f"session[{key!r}] cannot be stored as JSON ({exc}); nothing was saved", key=key)
+            if not isinstance(key, str):
+                return SessionValueError(f"session key {key!r} is not a string; nothing was saved", key=str(key))
+        return SessionValueError(f"the session cannot be stored as JSON: {exc}", key="")
 
     def decode(self, text: str) -> Record:
         raw = codec.decode_record(text)
@@ -113,60 +114,67 @@ class SessionManager:
             return True
         return bool(self.absolute_timeout and now - record.created > self.absolute_timeout)
 
-    def _parse(self, session_id: str, text: str | None) -> tuple[Record, bytes | None] | None:
-        """The record of ``text`` and, if known, the snapshot of its data; ``None`` if unreadable."""
+    def _parse(self, session_id: str, text: str | None) -> Record | None:
+        """The record of ``text``; ``None`` if there is none or it is unreadable."""
         if text is None:
             return None
         cached = self.records.get(session_id, text)
         if cached is not None:  # the text this process last read or wrote for the id: decoded already
-            return Record(cached[0], cached[1], cached[2]), cached[3]
+            return Record(*cached)
         try:
             record = self.decode(text)
         except (ValueError, KeyError, TypeError):
             security_log.warning("unreadable session record %s ignored", self.fingerprint(session_id))
             return None
-        snapshot = codec.snapshot(record.data)
-        if snapshot is not None and codec.is_exact(record.data, snapshot):
-            self.records.put(session_id, text, record.created, record.accessed, record.data, snapshot)
-            return record, snapshot
-        return record, None
+        data = record.data
+        snapshot = codec.snapshot(data)
+        flat = snapshot is not None and codec.is_flat(data)
+        if flat or codec.is_exact(data, snapshot):
+            record.snapshot, record.flat = snapshot, flat
+            self.records.put(session_id, text, record.created, record.accessed, data, snapshot, flat)
+        return record
 
-    def read(self, session_id: str) -> tuple[Record, str, bytes | None] | None:
-        """The live record of an id, its text and the snapshot of its data (if known); ``None`` if missing or expired."""
+    def read(self, session_id: str) -> tuple[Record, str] | None:
+        """The live record of an id and its text; ``None`` if missing or expired."""
         text = self.store.read(session_id)
-        parsed = self._parse(session_id, text)
-        if parsed is None or self.expired(parsed[0]):
+        record = self._parse(session_id, text)
+        if record is None or self.expired(record):
             return None
-        return parsed[0], str(text), parsed[1]
+        return record, str(text)
 
-    def load(self, session_id: str) -> tuple[Record, str, bytes | None]:
+    def load(self, session_id: str) -> tuple[Record, str]:
         """Like :meth:`read` but raising UnknownSession or SessionExpired."""
         try:
             text = self.store.read(session_id)
         except ValueError:  # not an id we issue: the store refuses it before it becomes a key or a path
             raise UnknownSession("not a session id") from None
-        parsed = self._parse(session_id, text)
-        if parsed is None:
+        cached = self.records.get(session_id, text) if text is not None else None  # _parse's first step, inline
+        record = Record(*cached) if cached is not None else self._parse(session_id, text)
+        if record is None:
             raise UnknownSession("no such session")
-        if self.expired(parsed[0]):
+        if self.expired(record):
             self.end(session_id, reason="expired")
             raise SessionExpired()
-        return parsed[0], str(text), parsed[1]
+        return record, str(text)
 
     def write(self, session_id: str, record: Record, *, snapshot: bytes | None = None) -> str:
-        """Store ``record``; ``snapshot`` is :func:`wsgisession.codec.snapshot` of its data if known. Returns the text."""
-        if snapshot is None:
-            snapshot = codec.snapshot(record.data)
+        """Store ``record`` and return its text; a value JSON cannot hold raises SessionValueError.
+
+        ``snapshot`` is :func:`wsgisession.codec.snapshot` of its data if the
+        caller has it. Sets ``record.snapshot`` and ``record.flat``.
+        """
         data = record.data
+        if snapshot is None:
+            snapshot = codec.snapshot(data)
         flat = snapshot is not None and codec.is_flat(data)
         exact = flat or codec.is_exact(data, snapshot)
-        text = self.encode(record, snapshot=snapshot, exact=exact)
         try:
-            self.store.write(session_id, text, ttl=self.ttl(record) if self.store.expires else None)
-        except BaseException:
-            self.records.forget(session_id)
-            raise
-        self.records.put(session_id, text, record.created, record.accessed, data, snapshot if exact else None, flat=flat)
+            text = codec.encode_record(record.created, record.accessed, data, snapshot_text=snapshot, exact=exact)
+        except (TypeError, ValueError) as exc:
+            raise self._error(record, exc) from exc
+        self.store.write(session_id, text, ttl=self.ttl(record) if self.store.expires else None)
+        record.snapshot, record.flat = (snapshot, flat) if exact else (None, False)
+        self.records.put(session_id, text, record.created, record.accessed, data, record.snapshot, flat)
         return text
 
     # -- lives -----------------------------------------------------------

@@ -7,7 +7,7 @@ text) is decoded as usual, and nothing stale is ever handed out.
 
     cache = RecordCache()
     cache.put(session_id, text, created, accessed, data, snapshot)
-    found = cache.get(session_id, text)  # (created, accessed, fresh data, snapshot) or None
+    found = cache.get(session_id, text)  # (created, accessed, fresh data, snapshot, flat) or None
 
 The data handed out is a fresh copy each time: sessions change their data in
 place. Data of scalars only (strings, numbers, booleans, null) is copied as a
@@ -39,18 +39,22 @@ class RecordCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, session_id: str, text: str) -> tuple[float, float, dict[str, Any], bytes] | None:
-        """The parts of ``text`` if it is the text last cached for ``session_id``; data is a fresh copy."""
+    def get(self, session_id: str, text: str) -> tuple[float, float, dict[str, Any], bytes, bool] | None:
+        """The parts of ``text`` if it is the text last cached for ``session_id``; data is a fresh copy.
+
+        The last part tells whether the data is flat (:func:`~wsgisession.codec.is_flat`).
+        """
         entry = self._entries.get(session_id)
         if entry is None or entry[0] != text:
             return None
         template = entry[3]
-        data = dict(template) if template is not None else orjson.loads(entry[4])
-        return entry[1], entry[2], data, entry[4]
+        if template is not None:
+            return entry[1], entry[2], dict(template), entry[4], True
+        return entry[1], entry[2], orjson.loads(entry[4]), entry[4], False
 
     def put(
         self, session_id: str, text: str, created: float, accessed: float, data: dict[str, Any],
-        snapshot: bytes | None, *, flat: bool | None = None,
+        snapshot: bytes | None, flat: bool | None = None,
     ) -> None:
         """Remember ``text`` as the record (``created``, ``accessed``, ``data``) whose data serializes as ``snapshot``.
 
@@ -66,7 +70,7 @@ class RecordCache:
             flat = is_flat(data)
         if entries.pop(session_id, None) is None and len(entries) >= self.entries:
             del entries[next(iter(entries))]  # the least recently stored
-        entries[session_id] = (text, float(created), float(accessed), dict(data) if flat else None, snapshot)
+        entries[session_id] = (text, created, accessed, dict(data) if flat else None, snapshot)
 
     def forget(self, session_id: str) -> None:
         self._entries.pop(session_id, None)

@@ -59,7 +59,7 @@ class SharedSession(MutableMapping[str, Any]):
 
     __slots__ = (
         "_manager", "_strict", "id", "is_new", "ended", "rotated_from", "accessed_now", "touch_due",
-        "_locked_base", "created", "last_accessed", "_data", "_snap", "_base", "_pending_load",
+        "_locked_base", "created", "last_accessed", "_data", "_snap", "_base", "_pending_load", "_clean",
     )
 
     def __init__(
@@ -80,28 +80,32 @@ class SharedSession(MutableMapping[str, Any]):
         self._snap: bytes | None = _EMPTY_SNAPSHOT  # the stored state as loaded or saved, serialized
         self._base: dict[str, Any] | None = {}  # the same, decoded (lazily, from _snap)
         self._pending_load: bool = not is_new
+        self._clean = False  # the data is scalars only and as stored: only __setitem__ or __delitem__ change it
 
     # -- loading ---------------------------------------------------------
     def load(self) -> None:
         """Load the stored state now (raises UnknownSession, SessionExpired, StoreUnavailable)."""
-        record, text, snapshot = self._manager.load(self.id)
-        self._adopt(record, text, snapshot if snapshot is not None else _snapshot(record.data))
+        record, text = self._manager.load(self.id)
+        self._saved(record, text, record.snapshot if record.snapshot is not None else _snapshot(record.data), True)
 
     def _adopt(self, record: Record, text: str, snapshot: bytes | None) -> None:
         """Take ``record`` (loaded as ``text``; ``snapshot`` of its data) as the stored state."""
-        self._saved(record, text, snapshot)
-        manager = self._manager
-        self.touch_due = bool(manager.timeout) and manager.clock() - record.accessed >= manager.touch_interval
+        self._saved(record, text, snapshot, True)
 
-    def _saved(self, record: Record, text: str, snapshot: bytes | None) -> None:
-        """Take ``record`` (just stored as ``text``) as the stored state."""
+    def _saved(self, record: Record, text: str, snapshot: bytes | None, loaded: bool = False) -> None:
+        """Take ``record`` (just stored, or ``loaded``, as ``text``) as the stored state."""
         self._data = record.data
         self._snap = snapshot
+        self._clean = record.flat  # then snapshot is record.snapshot: the same data
         self._base = None if snapshot is not None else self._manager.decode(text).data
         self.created = record.created
         self.last_accessed = record.accessed
-        self.touch_due = False
         self._pending_load = False
+        if loaded:
+            manager = self._manager
+            self.touch_due = bool(manager.timeout) and manager.clock() - record.accessed >= manager.touch_interval
+        else:
+            self.touch_due = False
 
     def _ensure(self) -> dict[str, Any]:
         self.accessed_now = True
@@ -122,20 +126,29 @@ class SharedSession(MutableMapping[str, Any]):
         self.id = new_session_id()
         self.is_new = True
         self._data, self._base, self._snap = {}, {}, _EMPTY_SNAPSHOT
+        self._clean = False
         self.created = self._manager.clock()
         self.last_accessed = None
         self._pending_load = False
         self.touch_due = False
 
     # -- mapping ---------------------------------------------------------
+    # the hot three skip calling _ensure() once loaded
     def __getitem__(self, key: str) -> Any:
-        return self._ensure()[key]
+        data = self._ensure() if self._pending_load else self._data
+        self.accessed_now = True
+        return data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._ensure()[key] = value
+        data = self._ensure() if self._pending_load else self._data
+        self.accessed_now = True
+        self._clean = False
+        data[key] = value
 
     def __delitem__(self, key: str) -> None:
-        del self._ensure()[key]
+        data = self._ensure()
+        self._clean = False
+        del data[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._ensure())
@@ -147,7 +160,9 @@ class SharedSession(MutableMapping[str, Any]):
         return key in self._ensure()
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._ensure().get(key, default)
+        data = self._ensure() if self._pending_load else self._data
+        self.accessed_now = True
+        return data.get(key, default)
 
     def __repr__(self) -> str:
         state = "unloaded" if self._pending_load else repr(self._data)
@@ -173,6 +188,8 @@ class SharedSession(MutableMapping[str, Any]):
 
     def _modified(self) -> bool:
         """Whether the data differs from the stored state (one snapshot compare when possible)."""
+        if self._clean:  # scalars only, and no key set or deleted since the load or save
+            return False
         return self._snap is None or _snapshot(self._data) != self._snap
 
     def _stored(self) -> dict[str, Any]:
@@ -195,6 +212,8 @@ class SharedSession(MutableMapping[str, Any]):
         """
         if self.ended:
             raise SessionEnded(f"the session was ended ({self.ended}); nothing was saved", reason=self.ended)
+        if self._clean and not self.touch_due:  # nothing can have changed: the usual socket event
+            return False
         manager = self._manager
         if self._locked_base:  # inside atomic(): we hold the lock and _data is the whole new state
             current = _snapshot(self._data)
@@ -246,6 +265,7 @@ class SharedSession(MutableMapping[str, Any]):
 
     def revert(self) -> None:
         """Drop unsaved changes."""
+        self._clean = False
         if not self._pending_load:
             if self._snap is not None:
                 self._data = orjson.loads(self._snap)
@@ -271,6 +291,7 @@ class SharedSession(MutableMapping[str, Any]):
                 self._manager.end(self.id, reason="logout")
         self.ended = "logout"
         self._data, self._base, self._snap = {}, {}, _EMPTY_SNAPSHOT
+        self._clean = False
         self._pending_load = False
 
     def invalidate(self) -> None:

@@ -26,7 +26,7 @@ from .backends.file import FileNamespaceManager
 from .backends.memory import MemoryNamespaceManager
 from .cookies import is_session_id
 from .errors import ConfigurationError, StoreUnavailable
-from .locks import LockRegistry, StoreLock
+from .locks import Hold, LockRegistry, StoreLock
 from .store_locks import FileLock, RedisLock
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,11 @@ class Store:
         held = self._held(session_id) if self.backend == "redis" else None
         if held is not None:  # read when the lock was taken, or staged since
             return _text(held.value)
+        manager = self._managers.get(session_id)  # the usual case, without a call
         try:
-            return str(self._manager(session_id)[_KEY])
+            if manager is None:
+                manager = self._manager(session_id)
+            return str(manager[_KEY])
         except KeyError:
             return None
         except _FAULTS as exc:
@@ -155,7 +158,9 @@ class Store:
             held.stage("set", text, ttl)  # written when the lock is released, if still ours
             return
         try:
-            manager = self._manager(session_id)
+            manager = self._managers.get(session_id)
+            if manager is None:
+                manager = self._manager(session_id)
             if isinstance(manager, FileNamespaceManager):
                 manager.replace_value(_KEY, text)  # the session is the file's only key: no read first
             else:
@@ -186,7 +191,8 @@ class Store:
             _check(session_id)
         if not self.locking:
             return nullcontext()
-        hold = self.locks.hold(session_id, timeout)
+        locks = self.locks
+        hold = Hold(locks, session_id, locks.timeout if timeout is None else timeout)
         return hold if self.backend == "memory" else _Guarded(hold, self)
 
 
