@@ -83,15 +83,13 @@ def encode_record(
     :func:`is_exact` of the two if known.
     """
     text = snapshot_text if snapshot_text is not None else snapshot(data)
-    record: dict[str, Any] = {"created": created, "accessed": accessed}
     if exact if exact is not None else is_exact(data, text):
-        assert text is not None
-        record["data"] = orjson.Fragment(text)  # written as it is: the data is serialized once
-    else:
-        data_text = _ENCODER.encode(data)  # raises TypeError or ValueError for what JSON cannot hold
-        record["data"] = orjson.Fragment(data_text)
-        if _LONG_NUMBER.search(data_text) is not None:
-            record["exact"] = True  # the last key: see _EXACT_END
+        assert text is not None  # the data is written as it is: serialized once
+        return orjson.dumps({"created": created, "accessed": accessed, "data": orjson.Fragment(text)}).decode("utf-8")
+    data_text = _ENCODER.encode(data)  # raises TypeError or ValueError for what JSON cannot hold
+    record: dict[str, Any] = {"created": created, "accessed": accessed, "data": orjson.Fragment(data_text)}
+    if _LONG_NUMBER.search(data_text) is not None:
+        record["exact"] = True  # the last key: see _EXACT_END
     return orjson.dumps(record).decode("utf-8")
 
 

@@ -106,7 +106,7 @@ class Hold:
         current = getcurrent()
         if entry.owner is current:  # reentrant: the outermost holding has the locks
             entry.depth += 1
-        elif entry.owner is None and registry._store_lock is None and entry.semaphore.acquire(blocking=False):
+        elif entry.owner is None and registry._store_lock is None and entry.semaphore.acquire(False):
             entry.owner, entry.depth = current, 1  # free, and no store lock to take: the usual case
         else:
             self._wait(entry, current)
