@@ -58,10 +58,12 @@ def is_flat(data: dict[str, Any]) -> bool:
 
 
 def is_exact(data: dict[str, Any], snapshot_text: bytes | None) -> bool:
-    """Whether ``snapshot_text`` (:func:`snapshot` of ``data``) decodes back to exactly ``data``.
+    """Whether ``snapshot_text`` (:func:`snapshot` of ``data``) decodes back to data equal to ``data``.
 
-    orjson writes UUIDs, enum members and tuples as other types, and NaN as
-    null; an integer past 64 bits makes :func:`snapshot` refuse (``None``).
+    orjson writes UUIDs, plain enum members and tuples as other values, and NaN
+    as null; an integer past 64 bits makes :func:`snapshot` refuse (``None``).
+    Equal, not identical: an ``IntEnum`` member decodes as its ``int``, which is
+    also what the strict encoder writes for it.
     """
     if snapshot_text is None:
         return False
