@@ -126,6 +126,21 @@ def test_rule6_registry_keeps_a_bounded_number_of_idle_entries() -> None:
         pass
 
 
+def test_rule6_registry_with_most_entries_in_use_still_grows_and_sweeps_again() -> None:
+    registry = LockRegistry(timeout=1.0)
+    holders = [registry.hold(f"h{n}") for n in range(KEPT_ENTRIES + 10)]
+    for hold in holders:  # more ids held at once than are kept idle: none is dropped
+        hold.__enter__()
+    assert len(registry) == KEPT_ENTRIES + 10
+    for hold in holders:
+        hold.__exit__(None, None, None)
+    assert len(registry) == 0
+    for n in range(4 * KEPT_ENTRIES):
+        with registry.hold(f"k{n}"):
+            pass
+    assert registry.kept() <= 2 * KEPT_ENTRIES + 20  # the idle ones were dropped again
+
+
 def test_rule6_registry_wait_is_bounded_by_lock_timeout() -> None:
     registry = LockRegistry(timeout=0.2)
     holding = gevent.event.Event()

@@ -1,7 +1,8 @@
 """Session locks in one process: a reentrant gevent lock per session id.
 
 :class:`LockRegistry` keeps one lock per session id while anybody holds or
-waits for it (and forgets it afterwards, so idle sessions cost nothing). The
+waits for it, and up to ``KEPT_ENTRIES`` idle ones for reuse (an uncontended
+lock is then one non-blocking semaphore acquire and release). The
 first holder in a process also takes a *store lock* that serializes processes
 (:mod:`wsgisession.store_locks`: a polled file lock, or a Redis lock with a TTL).
 Every wait is bounded and ends in :class:`~wsgisession.errors.LockTimeout`.
@@ -56,7 +57,8 @@ class LockRegistry:
     def __init__(self, *, timeout: float, store_lock: Callable[[str], StoreLock] | None = None) -> None:
         self.timeout = timeout
         self._store_lock = store_lock
-        self._entries: dict[str, _Entry] = {}  # held, waited for, or idle (at most KEPT_ENTRIES of all)
+        self._entries: dict[str, _Entry] = {}  # held, waited for, or idle (see _entry)
+        self._sweep_at = KEPT_ENTRIES
 
     def __len__(self) -> int:
         """The number of session ids currently held or waited for."""
@@ -78,11 +80,16 @@ class LockRegistry:
         return Hold(self, key, self.timeout if timeout is None else timeout)
 
     def _entry(self, key: str) -> _Entry:
-        """A new entry for ``key``; first drops the idle ones if there are too many."""
+        """A new entry for ``key``; first drops the idle ones if there are too many.
+
+        Past KEPT_ENTRIES, the idle entries are dropped; if most are in use, the
+        next sweep waits until the entries have doubled (amortized O(1) per entry).
+        """
         entries = self._entries
-        if len(entries) >= KEPT_ENTRIES:
+        if len(entries) >= self._sweep_at:
             for idle in [k for k, entry in entries.items() if not entry.users]:
                 del entries[idle]
+            self._sweep_at = max(KEPT_ENTRIES, 2 * len(entries))
         entry = entries[key] = _Entry()
         return entry
 
