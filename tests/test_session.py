@@ -87,6 +87,46 @@ def test_rule3_nested_in_place_edits_are_saved(manager: SessionManager) -> None:
     assert stored(manager, session.id) == {"cart": {"items": ["apple", "pear"]}}
 
 
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda s: s.pop("n"), {"user": "ann"}),
+        (lambda s: s.setdefault("new", 1), {"user": "ann", "n": 1, "new": 1}),
+        (lambda s: s.update(n=2), {"user": "ann", "n": 2}),
+        (lambda s: s.clear(), {}),
+        (lambda s: s.popitem(), {"n": 1}),  # the first key
+        (lambda s: s.__delitem__("user"), {"n": 1}),
+    ],
+)
+def test_every_change_of_scalar_only_data_is_saved(
+    manager: SessionManager, change: Any, expected: dict[str, Any]
+) -> None:
+    # scalars only and unchanged since the load: the end-of-event check is skipped until a key changes
+    session = saved_session(manager, user="ann", n=1)
+    other = manager.open(session.id)
+    assert not other.dirty and not other.save()
+    change(other)
+    assert other.dirty
+    assert other.save()
+    assert stored(manager, session.id) == expected
+
+
+def test_scalar_only_data_changed_inside_and_after_atomic_is_saved(manager: SessionManager) -> None:
+    session = saved_session(manager, n=1)
+    other = manager.open(session.id)
+    other["pending"] = "x"  # an unsaved change re-applied on top of the fresh load
+    with other.atomic():
+        other["n"] += 1
+    assert stored(manager, session.id) == {"n": 2, "pending": "x"}
+    other["after"] = True  # after the block, as a handler might
+    assert other.save()
+    assert stored(manager, session.id) == {"n": 2, "pending": "x", "after": True}
+    with pytest.raises(KeyError), other.atomic():
+        other["n"] = 99
+        raise KeyError("rolled back")
+    assert not other.save() and other["n"] == 2
+
+
 def test_values_round_trip_exactly(manager: SessionManager) -> None:
     values = {"big": 2**70, "neg": -(2**65), "float": 0.1, "text": "Zoë ✓", "nested": {"list": [1, 1.0, True, None]}}
     session = saved_session(manager, **values)
