@@ -90,6 +90,12 @@ def measure(label: str, http: requests.Session, server: Server, attack: Attack) 
     return sent, ended - started, response
 
 
+#: what the attacker gets to send before the server closes: the 1 MB limit plus what the kernel
+#: buffers on both ends of a loopback connection (up to ~5 MB seen here; tcp_rmem's maximum is
+#: 32 MB), far from the 50 MB declared: the server stopped reading at the limit
+SENT_AT_MOST = DECLARED // 5
+
+
 def raw(server: Server) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -148,7 +154,7 @@ def polling_attack(server: Server, http: requests.Session, sid: str, *, chunked_
 def test_a_50mb_websocket_frame_is_refused_without_stalling(server: Server) -> None:
     http = login(server.url, "flood")
     sent, seconds, rest = measure("websocket 50 MB frame", http, server, websocket_attack(server, http))
-    assert seconds < 2.0 and sent < DECLARED // 10
+    assert seconds < 2.0 and sent < SENT_AT_MOST
     assert rest.endswith(b"\x88\x11\x03\xf1message too big")  # a close frame: 1009 and its reason
     assert "websocket message refused: 50000000 bytes declared" in server.output()
     session_id = (http.cookies.get("beaker.session.id") or "").split(".")[0]
@@ -184,7 +190,7 @@ def test_a_polling_body_over_the_limit_gets_413_and_the_session_survives(server:
         assert response.startswith(b"HTTP/1.1 413 "), response[:200]
         size = b"more than 1000000" if body == "chunked" else b"50000000"
         assert b"message too big: the body is %s bytes, the limit is 1000000 bytes" % size in response
-        assert seconds < 2.0 and sent < DECLARED // 10
+        assert seconds < 2.0 and sent < SENT_AT_MOST
         assert client.connected and client.call("whoami") == f"poll-{body}"
         assert client.call("incr") == 2
         assert http.get(server.url + "/n", timeout=10).text.strip() == "2"
