@@ -148,8 +148,7 @@ class SessionManager:
             text = self.store.read(session_id)
         except ValueError:  # not an id we issue: the store refuses it before it becomes a key or a path
             raise UnknownSession("not a session id") from None
-        cached = self.records.get(session_id, text) if text is not None else None  # _parse's first step, inline
-        record = Record(*cached) if cached is not None else self._parse(session_id, text)
+        record = self._parse(session_id, text)
         if record is None:
             raise UnknownSession("no such session")
         if self.expired(record):

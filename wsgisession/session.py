@@ -86,7 +86,7 @@ class SharedSession(MutableMapping[str, Any]):
     def load(self) -> None:
         """Load the stored state now (raises UnknownSession, SessionExpired, StoreUnavailable)."""
         record, text = self._manager.load(self.id)
-        self._saved(record, text, record.snapshot if record.snapshot is not None else _snapshot(record.data), True)
+        self._adopt(record, text, record.snapshot if record.snapshot is not None else _snapshot(record.data))
 
     def _adopt(self, record: Record, text: str, snapshot: bytes | None) -> None:
         """Take ``record`` (loaded as ``text``; ``snapshot`` of its data) as the stored state."""

@@ -26,7 +26,7 @@ from .backends.file import FileNamespaceManager
 from .backends.memory import MemoryNamespaceManager
 from .cookies import is_session_id
 from .errors import ConfigurationError, StoreUnavailable
-from .locks import Hold, LockRegistry, StoreLock
+from .locks import LockRegistry, StoreLock
 from .store_locks import FileLock, RedisLock
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,10 @@ class Store:
         return RedisLock(self._redis, f"wsgisession-lock:{session_id}", ttl=self._lock_ttl, data_key=data_key)
 
     def _held(self, session_id: str) -> RedisLock | None:
-        """The Redis lock this greenlet holds on a session: it carries reads and writes (Redis only)."""
+        """The Redis lock this greenlet holds on a session: it carries reads and writes.
+
+        ``None`` under any other store lock; callers skip the call for other backends.
+        """
         lock = self.locks.held(session_id)
         return lock if isinstance(lock, RedisLock) and lock.prefetched else None
 
@@ -191,8 +194,7 @@ class Store:
             _check(session_id)
         if not self.locking:
             return nullcontext()
-        locks = self.locks
-        hold = Hold(locks, session_id, locks.timeout if timeout is None else timeout)
+        hold = self.locks.hold(session_id, timeout)
         return hold if self.backend == "memory" else _Guarded(hold, self)
 
 
