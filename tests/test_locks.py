@@ -65,6 +65,59 @@ def test_rule6_registry_waiter_gets_the_lock_only_after_the_outermost_exit() -> 
         pass
 
 
+def test_rule6_registry_uncontended_lock_hands_over_through_its_semaphore() -> None:
+    """A lock taken with nobody waiting skips the semaphore; waiters that come later still exclude.
+
+    The first waiter gives up (timeout) after taking the semaphore for the
+    holder; the next waiter must still wait for the holder's exit, and the
+    lock must be free (and bare again) after everybody left.
+    """
+    registry = LockRegistry(timeout=5.0)
+    events: list[str] = []
+    release = gevent.event.Event()
+
+    def holder() -> None:
+        with registry.hold("a"):
+            events.append("holder in")
+            release.wait(5)
+            events.append("holder out")
+
+    def impatient() -> None:
+        with pytest.raises(LockTimeout):
+            with registry.hold("a", timeout=0.02):
+                events.append("impatient in")  # pragma: no cover
+        events.append("impatient gave up")
+
+    def waiter(name: str) -> None:
+        with registry.hold("a"):
+            events.append(f"{name} in")
+            gevent.sleep(0.01)
+            events.append(f"{name} out")
+
+    first = gevent.spawn(holder)
+    gevent.sleep(0)
+    gevent.spawn(impatient).get(timeout=5)
+    second, third = gevent.spawn(waiter, "second"), gevent.spawn(waiter, "third")
+    gevent.sleep(0.02)
+    assert events == ["holder in", "impatient gave up"]
+    release.set()
+    gevent.joinall([first, second, third], raise_error=True)
+    assert events == ["holder in", "impatient gave up", "holder out", "second in", "second out", "third in", "third out"]
+    assert len(registry) == 0
+
+    def refused() -> bool:
+        try:
+            with registry.hold("a", timeout=0.0):
+                return False
+        except LockTimeout:
+            return True
+
+    for _ in range(3):  # free again, and still exclusive: the semaphore's count is whole
+        with registry.hold("a", timeout=0.0):
+            assert gevent.spawn(refused).get(timeout=5)
+        assert not refused()
+
+
 def test_rule6_registry_excludes_other_greenlets() -> None:
     registry = LockRegistry(timeout=5.0)
     inside: list[int] = []

@@ -30,7 +30,7 @@ class Atomic:
     block's changes and saves nothing.
     """
 
-    __slots__ = ("session", "hold", "outer", "sets", "dels", "rollback")
+    __slots__ = ("session", "entry", "outer", "sets", "dels", "rollback")
 
     sets: dict[str, Any]
     dels: list[str]
@@ -45,8 +45,8 @@ class Atomic:
         manager = session._manager
         session.accessed_now = True
         self.outer = outer = session._locked_base
-        self.hold = hold = manager.store.lock(session.id)
-        hold.__enter__()
+        store = manager.store
+        self.entry = entry = store.acquire(session.id)
         try:
             if session._pending_load:
                 self.sets, self.dels = {}, []
@@ -66,7 +66,7 @@ class Atomic:
                         merge(session._data, sets, dels)
             self.rollback = json.dumps(session._data) if outer else None
         except BaseException:
-            hold.__exit__(None, None, None)
+            store.release(entry)
             raise
         session._locked_base = True  # the snapshot is the stored state while we hold the lock
         return session
@@ -85,4 +85,4 @@ class Atomic:
                 session.save()
         finally:
             session._locked_base = self.outer
-            self.hold.__exit__(None, None, None)
+            session._manager.store.release(self.entry)

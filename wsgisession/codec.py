@@ -36,6 +36,8 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 # The exact types of values whose orjson form always decodes back to themselves (finite floats too).
 _SCALARS = frozenset({str, int, bool, type(None)})
 
+_dumps, _Fragment = orjson.dumps, orjson.Fragment
+
 _LONG_NUMBER = re.compile(r"[0-9]{19}")
 _EXACT_END = '},"exact":true}'  # data is an object: its "}" comes first, so a nested key never matches
 
@@ -87,12 +89,17 @@ def encode_record(
     text = snapshot_text if snapshot_text is not None else snapshot(data)
     if exact if exact is not None else is_exact(data, text):
         assert text is not None  # the data is written as it is: serialized once
-        return orjson.dumps({"created": created, "accessed": accessed, "data": orjson.Fragment(text)}).decode("utf-8")
+        return encode_exact(created, accessed, text)
     data_text = _ENCODER.encode(data)  # raises TypeError or ValueError for what JSON cannot hold
     record: dict[str, Any] = {"created": created, "accessed": accessed, "data": orjson.Fragment(data_text)}
     if _LONG_NUMBER.search(data_text) is not None:
         record["exact"] = True  # the last key: see _EXACT_END
     return orjson.dumps(record).decode("utf-8")
+
+
+def encode_exact(created: float, accessed: float, snapshot_text: bytes) -> str:
+    """A record's text from an exact snapshot of its data (:func:`is_exact`): the data is not serialized again."""
+    return _dumps({"created": created, "accessed": accessed, "data": _Fragment(snapshot_text)}).decode("utf-8")
 
 
 def decode_record(text: str) -> dict[str, Any]:

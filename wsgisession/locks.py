@@ -2,7 +2,7 @@
 
 :class:`LockRegistry` keeps one lock per session id while anybody holds or
 waits for it, and up to ``KEPT_ENTRIES`` idle ones for reuse (an uncontended
-lock is then one non-blocking semaphore acquire and release). The
+lock is then a few attribute updates; a gevent semaphore serves the waits). The
 first holder in a process also takes a *store lock* that serializes processes
 (:mod:`wsgisession.store_locks`: a polled file lock, or a Redis lock with a TTL).
 Every wait is bounded and ends in :class:`~wsgisession.errors.LockTimeout`.
@@ -38,10 +38,15 @@ def _timeout_message(timeout: float) -> str:
 KEPT_ENTRIES = 1024
 
 
-class _Entry:
-    """One session id's lock: a gevent semaphore, its owner greenlet and how deep it holds it."""
+class Entry:
+    """One session id's lock: a gevent semaphore, its owner greenlet and how deep it holds it.
 
-    __slots__ = ("semaphore", "owner", "users", "depth", "store_lock")
+    A lock nobody else holds or waits for is taken *bare*, without the
+    semaphore: the first greenlet that comes to wait takes the semaphore on the
+    holder's behalf, so waiting and handing over always go through it.
+    """
+
+    __slots__ = ("semaphore", "owner", "users", "depth", "store_lock", "bare")
 
     def __init__(self) -> None:
         self.semaphore = gevent.lock.Semaphore(1)
@@ -49,6 +54,7 @@ class _Entry:
         self.users = 0  # holders and waiters: an entry with none is idle (and may be dropped)
         self.depth = 0
         self.store_lock: StoreLock | None = None
+        self.bare = False  # held without the semaphore (then its count is 1 and nobody waits on it)
 
 
 class LockRegistry:
@@ -57,7 +63,7 @@ class LockRegistry:
     def __init__(self, *, timeout: float, store_lock: Callable[[str], StoreLock] | None = None) -> None:
         self.timeout = timeout
         self._store_lock = store_lock
-        self._entries: dict[str, _Entry] = {}  # held, waited for, or idle (see _entry)
+        self._entries: dict[str, Entry] = {}  # held, waited for, or idle (see _entry)
         self._sweep_at = KEPT_ENTRIES
 
     def __len__(self) -> int:
@@ -79,78 +85,35 @@ class LockRegistry:
         """Hold the lock of ``key`` (a context manager); reentrant within one greenlet."""
         return Hold(self, key, self.timeout if timeout is None else timeout)
 
-    def _entry(self, key: str) -> _Entry:
-        """A new entry for ``key``; first drops the idle ones if there are too many.
+    def acquire(self, key: str, timeout: float | None = None) -> Entry:
+        """Take the lock of ``key`` (reentrant within one greenlet); :meth:`release` the entry it returns.
 
-        Past KEPT_ENTRIES, the idle entries are dropped; if most are in use, the
-        next sweep waits until the entries have doubled (amortized O(1) per entry).
+        :meth:`hold` is the usual form; this pair spares a context manager on hot paths.
         """
-        entries = self._entries
-        if len(entries) >= self._sweep_at:
-            for idle in [k for k, entry in entries.items() if not entry.users]:
-                del entries[idle]
-            self._sweep_at = max(KEPT_ENTRIES, 2 * len(entries))
-        entry = entries[key] = _Entry()
-        return entry
-
-
-class Hold:
-    """One holding of a registry lock (a class, not a generator: it is on every save's path)."""
-
-    __slots__ = ("registry", "key", "timeout", "entry")
-
-    entry: _Entry  # set by __enter__
-
-    def __init__(self, registry: LockRegistry, key: str, timeout: float) -> None:
-        self.registry = registry
-        self.key = key
-        self.timeout = timeout
-
-    def __enter__(self) -> None:
-        registry = self.registry
-        entry = registry._entries.get(self.key) or registry._entry(self.key)
-        entry.users += 1
+        entry = self._entries.get(key) or self._entry(key)
         current = getcurrent()
         if entry.owner is current:  # reentrant: the outermost holding has the locks
+            entry.users += 1
             entry.depth += 1
-        elif entry.owner is None and registry._store_lock is None and entry.semaphore.acquire(False):
-            entry.owner, entry.depth = current, 1  # free, and no store lock to take: the usual case
+        elif not entry.users and self._store_lock is None:  # nobody holds or waits: the usual case
+            entry.users, entry.owner, entry.depth, entry.bare = 1, current, 1, True
         else:
-            self._wait(entry, current)
-        self.entry = entry
+            entry.users += 1
+            if entry.bare:  # take the semaphore for the bare holder, then wait for it like everybody
+                taken = entry.semaphore.acquire(False)
+                assert taken, "a bare lock's semaphore is free"
+                entry.bare = False
+            self._wait(key, entry, current, self.timeout if timeout is None else timeout)
+        return entry
 
-    def _wait(self, entry: _Entry, current: object) -> None:
-        """Take the in-process lock, waiting at most the timeout, then the store lock if any."""
-        timeout, store_lock_for = self.timeout, self.registry._store_lock
-        started = time.monotonic() if store_lock_for is not None else 0.0
-        try:
-            if not entry.semaphore.acquire(timeout=timeout):
-                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
-            entry.owner, entry.depth = current, 1
-            if store_lock_for is not None:
-                self._store_lock(entry, store_lock_for, started + timeout)
-        except BaseException:
-            entry.users -= 1
-            raise
-
-    def _store_lock(self, entry: _Entry, store_lock_for: Callable[[str], StoreLock], deadline: float) -> None:
-        """Take the cross-process lock too (the in-process one is ours); release both on failure."""
-        try:
-            store_lock = store_lock_for(self.key)
-            try:
-                store_lock.acquire(max(0.0, deadline - time.monotonic()))
-            except LockTimeout as exc:  # report the whole wait, not what was left of it
-                raise LockTimeout(_timeout_message(self.timeout), timeout=self.timeout) from exc
-        except BaseException:
-            entry.owner, entry.depth = None, 0
-            entry.semaphore.release()
-            raise
-        entry.store_lock = store_lock
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        entry = self.entry
+    def release(self, entry: Entry) -> None:
+        """Give back one holding taken by :meth:`acquire` (the last one releases the locks)."""
         entry.depth = depth = entry.depth - 1
         if depth:
+            entry.users -= 1
+            return
+        if entry.bare:  # nobody came to wait: the semaphore was never taken
+            entry.owner, entry.bare = None, False
             entry.users -= 1
             return
         store_lock = entry.store_lock
@@ -162,3 +125,67 @@ class Hold:
             entry.owner = None
             entry.users -= 1
             entry.semaphore.release()
+
+    def _wait(self, key: str, entry: Entry, current: object, timeout: float) -> None:
+        """Take the in-process lock, waiting at most ``timeout``, then the store lock if any."""
+        store_lock_for = self._store_lock
+        started = time.monotonic() if store_lock_for is not None else 0.0
+        try:
+            if not entry.semaphore.acquire(timeout=timeout):
+                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+            entry.owner, entry.depth = current, 1
+            if store_lock_for is not None:
+                _take_store_lock(key, entry, store_lock_for, timeout, started + timeout)
+        except BaseException:
+            entry.users -= 1
+            raise
+
+    def _entry(self, key: str) -> Entry:
+        """A new entry for ``key``; first drops the idle ones if there are too many.
+
+        Past KEPT_ENTRIES, the idle entries are dropped; if most are in use, the
+        next sweep waits until the entries have doubled (amortized O(1) per entry).
+        """
+        entries = self._entries
+        if len(entries) >= self._sweep_at:
+            for idle in [k for k, entry in entries.items() if not entry.users]:
+                del entries[idle]
+            self._sweep_at = max(KEPT_ENTRIES, 2 * len(entries))
+        entry = entries[key] = Entry()
+        return entry
+
+
+def _take_store_lock(
+    key: str, entry: Entry, store_lock_for: Callable[[str], StoreLock], timeout: float, deadline: float
+) -> None:
+    """Take the cross-process lock too (the in-process one is ours); release both on failure."""
+    try:
+        store_lock = store_lock_for(key)
+        try:
+            store_lock.acquire(max(0.0, deadline - time.monotonic()))
+        except LockTimeout as exc:  # report the whole wait, not what was left of it
+            raise LockTimeout(_timeout_message(timeout), timeout=timeout) from exc
+    except BaseException:
+        entry.owner, entry.depth = None, 0
+        entry.semaphore.release()
+        raise
+    entry.store_lock = store_lock
+
+
+class Hold:
+    """One holding of a registry lock, as a context manager."""
+
+    __slots__ = ("registry", "key", "timeout", "entry")
+
+    entry: Entry  # set by __enter__
+
+    def __init__(self, registry: LockRegistry, key: str, timeout: float) -> None:
+        self.registry = registry
+        self.key = key
+        self.timeout = timeout
+
+    def __enter__(self) -> None:
+        self.entry = self.registry.acquire(self.key, self.timeout)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.registry.release(self.entry)

@@ -190,8 +190,8 @@ class SessionSockets:
             if session is not None:
                 manager = self.manager
                 if session.accessed_now and manager.autosave and not session.ended:
-                    session.save()
-                if manager.timeout and not session.ended:
+                    session.save()  # with a due touch of the access time, if any
+                elif manager.timeout and not session.ended:
                     self._touch(session)
             return result
         except SessionEnded as exc:

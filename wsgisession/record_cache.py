@@ -70,7 +70,7 @@ class RecordCache:
             flat = is_flat(data)
         if entries.pop(session_id, None) is None and len(entries) >= self.entries:
             del entries[next(iter(entries))]  # the least recently stored
-        entries[session_id] = (text, float(created), float(accessed), dict(data) if flat else None, snapshot)
+        entries[session_id] = (text, created, accessed, dict(data) if flat else None, snapshot)
 
     def forget(self, session_id: str) -> None:
         self._entries.pop(session_id, None)

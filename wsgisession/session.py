@@ -59,7 +59,7 @@ class SharedSession(MutableMapping[str, Any]):
 
     __slots__ = (
         "_manager", "_strict", "id", "is_new", "ended", "rotated_from", "accessed_now", "touch_due",
-        "_locked_base", "created", "last_accessed", "_data", "_snap", "_base", "_pending_load", "_clean",
+        "_locked_base", "created", "last_accessed", "_data", "_snap", "_base", "_pending_load", "_clean", "_record",
     )
 
     def __init__(
@@ -81,12 +81,13 @@ class SharedSession(MutableMapping[str, Any]):
         self._base: dict[str, Any] | None = {}  # the same, decoded (lazily, from _snap)
         self._pending_load: bool = not is_new
         self._clean = False  # the data is scalars only and as stored: only __setitem__ or __delitem__ change it
+        self._record: Record | None = None  # the record last loaded or saved (this session's own object)
 
     # -- loading ---------------------------------------------------------
     def load(self) -> None:
         """Load the stored state now (raises UnknownSession, SessionExpired, StoreUnavailable)."""
         record, text = self._manager.load(self.id)
-        self._adopt(record, text, record.snapshot if record.snapshot is not None else _snapshot(record.data))
+        self._saved(record, text, record.snapshot if record.snapshot is not None else _snapshot(record.data), True)
 
     def _adopt(self, record: Record, text: str, snapshot: bytes | None) -> None:
         """Take ``record`` (loaded as ``text``; ``snapshot`` of its data) as the stored state."""
@@ -94,6 +95,7 @@ class SharedSession(MutableMapping[str, Any]):
 
     def _saved(self, record: Record, text: str, snapshot: bytes | None, loaded: bool = False) -> None:
         """Take ``record`` (just stored, or ``loaded``, as ``text``) as the stored state."""
+        self._record = record
         self._data = record.data
         self._snap = snapshot
         self._clean = record.flat  # then snapshot is record.snapshot: the same data
@@ -127,6 +129,7 @@ class SharedSession(MutableMapping[str, Any]):
         self.is_new = True
         self._data, self._base, self._snap = {}, {}, _EMPTY_SNAPSHOT
         self._clean = False
+        self._record = None
         self.created = self._manager.clock()
         self.last_accessed = None
         self._pending_load = False
@@ -220,7 +223,11 @@ class SharedSession(MutableMapping[str, Any]):
             changed = current is None or current != self._snap
             if not ((changed and not accessed_only) or self.touch_due):
                 return False
-            record = Record(self.created, manager.clock(), self._data)
+            record = self._record
+            if record is not None and record.data is self._data:  # the loaded record, updated in place
+                record.accessed = manager.clock()
+            else:
+                record = Record(self.created, manager.clock(), self._data)
             self._saved(record, manager.write(self.id, record, snapshot=current), current)
             self.is_new = False
             return True
@@ -292,6 +299,7 @@ class SharedSession(MutableMapping[str, Any]):
         self.ended = "logout"
         self._data, self._base, self._snap = {}, {}, _EMPTY_SNAPSHOT
         self._clean = False
+        self._record = None
         self._pending_load = False
 
     def invalidate(self) -> None:

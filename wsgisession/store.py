@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any, Callable
 
 from beaker.container import NamespaceManager
@@ -26,7 +26,7 @@ from .backends.file import FileNamespaceManager
 from .backends.memory import MemoryNamespaceManager
 from .cookies import is_session_id
 from .errors import ConfigurationError, StoreUnavailable
-from .locks import LockRegistry, StoreLock
+from .locks import Entry, LockRegistry, StoreLock
 from .store_locks import FileLock, RedisLock
 
 log = logging.getLogger(__name__)
@@ -190,32 +190,49 @@ class Store:
 
     def lock(self, session_id: str, *, timeout: float | None = None) -> AbstractContextManager[None]:
         """Hold the session's lock (in-process and cross-process)."""
+        return _Lock(self, session_id, timeout)
+
+    def acquire(self, session_id: str, timeout: float | None = None) -> Entry | None:
+        """Take the session's lock; :meth:`release` what it returns (:meth:`lock` is the usual form).
+
+        A store fault while taking the cross-process lock raises StoreUnavailable.
+        """
         if session_id is not _checked:
             _check(session_id)
         if not self.locking:
-            return nullcontext()
-        hold = self.locks.hold(session_id, timeout)
-        return hold if self.backend == "memory" else _Guarded(hold, self)
+            return None
+        if self.backend == "memory":
+            return self.locks.acquire(session_id, timeout)
+        try:
+            return self.locks.acquire(session_id, timeout)
+        except _FAULTS as exc:
+            raise self._fault(exc) from exc
+
+    def release(self, entry: Entry | None) -> None:
+        """Give back a lock taken by :meth:`acquire` (a staged Redis save that fails raises StoreUnavailable)."""
+        if entry is None:
+            return
+        try:
+            self.locks.release(entry)
+        except _FAULTS as exc:
+            raise self._fault(exc) from exc
 
 
-class _Guarded(AbstractContextManager[None]):
-    """Maps store faults raised while taking a store lock to StoreUnavailable."""
+class _Lock(AbstractContextManager[None]):
+    """:meth:`Store.lock`: the session's lock as a context manager."""
 
-    def __init__(self, inner: AbstractContextManager[None], store: Store) -> None:
-        self._inner = inner
+    __slots__ = ("_store", "_session_id", "_timeout", "_entry")
+
+    def __init__(self, store: Store, session_id: str, timeout: float | None) -> None:
         self._store = store
+        self._session_id = session_id
+        self._timeout = timeout
 
     def __enter__(self) -> None:
-        try:
-            self._inner.__enter__()
-        except _FAULTS as exc:
-            raise self._store._fault(exc) from exc
+        self._entry = self._store.acquire(self._session_id, self._timeout)
 
-    def __exit__(self, *exc_info: Any) -> bool | None:
-        try:
-            return self._inner.__exit__(*exc_info)
-        except _FAULTS as exc:  # a staged save failed when the lock was released
-            raise self._store._fault(exc) from exc
+    def __exit__(self, *exc_info: object) -> None:
+        self._store.release(self._entry)
 
 
 def _text(value: object) -> str | None:
