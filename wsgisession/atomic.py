@@ -58,7 +58,7 @@ class Atomic:
                     if found is not None:
                         record, text = found
                         known = record.snapshot
-                        session._adopt(record, text, known if known is not None else snapshot(record.data))
+                        session._saved(record, text, known if known is not None else snapshot(record.data), True)
                     elif not session.is_new:
                         session._gone("the session ended meanwhile")
                     if sets or dels:

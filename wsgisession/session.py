@@ -89,12 +89,8 @@ class SharedSession(MutableMapping[str, Any]):
         record, text = self._manager.load(self.id)
         self._saved(record, text, record.snapshot if record.snapshot is not None else _snapshot(record.data), True)
 
-    def _adopt(self, record: Record, text: str, snapshot: bytes | None) -> None:
-        """Take ``record`` (loaded as ``text``; ``snapshot`` of its data) as the stored state."""
-        self._saved(record, text, snapshot, True)
-
     def _saved(self, record: Record, text: str, snapshot: bytes | None, loaded: bool = False) -> None:
-        """Take ``record`` (just stored, or ``loaded``, as ``text``) as the stored state."""
+        """Take ``record`` (just stored, or ``loaded``, as ``text``; ``snapshot`` of its data) as the stored state."""
         self._record = record
         self._data = record.data
         self._snap = snapshot
@@ -329,5 +325,5 @@ class SharedSession(MutableMapping[str, Any]):
             manager.records.forget(old_id)
         self.id = new_id
         self.rotated_from = old_id
-        self._adopt(record, text, snapshot)
+        self._saved(record, text, snapshot, True)
         manager.rotated(old_id, new_id)
