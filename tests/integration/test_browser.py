@@ -61,7 +61,8 @@ def run_scenario(tools: dict[str, str], server: Server, tmp_path: Path, scenario
         "artifacts": str(ARTIFACTS),
         "name": NAME,
         "feeling": FEELING,
-        "timeout_ms": 40000,
+        "timeout_ms": 90000,
+        "launch_timeout_ms": 60000,  # Chromium's first launch after installing builds its caches
     }
     # its own process group, so that a hung run takes its Chromium down with it
     process = subprocess.Popen(
@@ -69,7 +70,7 @@ def run_scenario(tools: dict[str, str], server: Server, tmp_path: Path, scenario
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True,
     )
     try:
-        stdout, stderr = process.communicate(timeout=50)
+        stdout, stderr = process.communicate(timeout=110)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()

@@ -118,14 +118,18 @@ def test_rule9_idle_timeout_expires_silent_sockets_and_traffic_slides_it(
                                          "wsgisession.sweep_interval": 0.5})
     with serve(ini) as server:
         quiet_http, busy_http = logged_in(server), logged_in(server, who="busy")
+        reader_http = logged_in(server, who="reader")
         (quiet,) = open_tabs(server, quiet_http, tabs, 1)
         (busy,) = open_tabs(server, busy_http, tabs, 1)
+        (reader,) = open_tabs(server, reader_http, tabs, 1)
         start = time.monotonic()
         while time.monotonic() - start < 4.5:
             assert busy.client.call("echo", "ping") == "ping"  # traffic that never reads the session
+            assert reader.client.call("get")["who"] == "reader"  # reads it: its autosave writes the touch
             time.sleep(0.25)
         assert quiet.ended == [{"reason": "expired"}] and not quiet.client.connected
         assert busy.client.connected and busy.client.call("get")["who"] == "busy"
+        assert reader.client.connected and reader.ended == []
         assert quiet_http.get(server.url + "/get", timeout=10).json() == {}
 
 

@@ -215,7 +215,7 @@ async function main() {
     headless: true,
     args: BROWSER_ARGS,
     viewport: { width: 1040, height: 600 },
-    timeout: 20000,
+    timeout: options.launch_timeout_ms || 60000, // a first launch after installing builds caches
   });
   context.setDefaultTimeout(options.step_timeout_ms || 8000);
   blank = context.pages()[0] || null;
