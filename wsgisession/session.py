@@ -235,7 +235,9 @@ class SharedSession(MutableMapping[str, Any]):
             sets, dels = self._diff()
         if not (sets or dels or self.touch_due):
             return False
-        with manager.store.lock(self.id):
+        store = manager.store
+        entry = store.acquire(self.id)  # the lock without a context manager object: every merged save takes it
+        try:
             now = manager.clock()
             found = manager.read(self.id)
             if found is None:
@@ -248,6 +250,8 @@ class SharedSession(MutableMapping[str, Any]):
             _merge(record.data, sets, dels)
             snapshot = _snapshot(record.data)
             text = manager.write(self.id, record, snapshot=snapshot)
+        finally:
+            store.release(entry)
         self._saved(record, text, snapshot)
         self.is_new = False
         return True
