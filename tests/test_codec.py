@@ -217,3 +217,10 @@ def test_an_exact_snapshot_decodes_back_to_the_data_with_its_types(data: dict[st
         assert json.dumps(back) == json.dumps(data)
     if codec.is_flat(data):
         assert codec.is_exact(data, snap)  # JSON scalars within 64 bits: always exact
+
+
+def test_same_json_tells_apart_what_json_stores_differently() -> None:
+    assert codec.same_json({"a": [1, "x"]}, {"a": [1, "x"]}) and codec.same_json(1.5, 1.5)
+    assert not codec.same_json(1, 1.0) and not codec.same_json(1, True) and not codec.same_json(0, False)
+    assert not codec.same_json([1], [True]) and not codec.same_json({"a": 1}, {"a": 1.0})  # == says equal
+    assert not codec.same_json({"a": {1, 2}}, {"a": {1, 2}})  # not JSON: never "the same as stored"

@@ -72,6 +72,18 @@ def is_exact(data: dict[str, Any], snapshot_text: bytes | None) -> bool:
     return is_flat(data) or orjson.loads(snapshot_text) == data
 
 
+def same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON would store them: ``1``, ``1.0`` and ``True`` differ, nested too."""
+    if type(a) is not type(b) or a != b:
+        return False
+    if isinstance(a, (dict, list)):  # == says 1 == True inside containers
+        try:
+            return json.dumps(a) == json.dumps(b)
+        except (TypeError, ValueError):
+            return False
+    return True
+
+
 def strict(value: Any) -> str:
     """Encode one value with the strict encoder (to find which value JSON cannot hold)."""
     return _ENCODER.encode(value)

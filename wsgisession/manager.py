@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from . import codec
+from .atomic import merge
 from .cookies import SessionCookie
 from .errors import SessionExpired, SessionValueError, UnknownSession
 from .record_cache import RecordCache
@@ -189,6 +190,25 @@ class SessionManager:
         store.write(session_id, text, ttl=self.ttl(record) if store.expires else None)
         self.records.put(session_id, text, record.created, record.accessed, data, record.snapshot, flat)
         return text
+
+    def move(
+        self, old_id: str, new_id: str, *, created: float, sets: dict[str, Any], dels: list[str]
+    ) -> tuple[Record, str, bytes | None]:
+        """Store a session's record under ``new_id`` with ``sets`` and ``dels`` merged, and remove ``old_id``.
+
+        Under the old id's lock; a record that is gone starts empty (``created``
+        kept). Returns the record, its text and the snapshot of its data.
+        """
+        store = self.store
+        with store.lock(old_id):
+            found = self.read(old_id)
+            record = found[0] if found else Record(created, self.clock(), {})
+            merge(record.data, sets, dels)
+            snapshot = codec.snapshot(record.data)
+            text = self.write(new_id, record, snapshot=snapshot)
+            store.remove(old_id)
+            self.records.forget(old_id)
+        return record, text, snapshot
 
     # -- lives -----------------------------------------------------------
     def fingerprint(self, session_id: str) -> str:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import orjson
 
 from .atomic import Atomic, merge as _merge
-from .codec import snapshot as _snapshot
+from .codec import same_json as _same_json, snapshot as _snapshot
 from .cookies import new_session_id
 from .errors import SessionEnded, SessionExpired, UnknownSession
 from .manager import Record
@@ -40,18 +40,6 @@ log = logging.getLogger(__name__)
 
 _MISSING = object()
 _EMPTY_SNAPSHOT = b"{}"
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as JSON would store them: ``1``, ``1.0`` and ``True`` differ, nested too."""
-    if type(a) is not type(b) or a != b:
-        return False
-    if isinstance(a, (dict, list)):  # == says 1 == True inside containers
-        try:
-            return json.dumps(a) == json.dumps(b)
-        except (TypeError, ValueError):
-            return False
-    return True
 
 
 class SharedSession(MutableMapping[str, Any]):
@@ -181,7 +169,7 @@ class SharedSession(MutableMapping[str, Any]):
     def _diff(self) -> tuple[dict[str, Any], list[str]]:
         """The keys set and deleted against the stored state (a key by key compare)."""
         base = self._stored()
-        sets = {k: v for k, v in self._data.items() if not _same(base.get(k, _MISSING), v)}
+        sets = {k: v for k, v in self._data.items() if not _same_json(base.get(k, _MISSING), v)}
         dels = [k for k in base if k not in self._data]
         return sets, dels
 
@@ -318,15 +306,8 @@ class SharedSession(MutableMapping[str, Any]):
         if self.is_new:
             self.id = new_id
             return
-        with manager.store.lock(old_id):
-            found = manager.read(old_id)
-            record = found[0] if found else Record(created=self.created, accessed=manager.clock(), data={})
-            sets, dels = self.changes()
-            _merge(record.data, sets, dels)
-            snapshot = _snapshot(record.data)
-            text = manager.write(new_id, record, snapshot=snapshot)
-            manager.store.remove(old_id)
-            manager.records.forget(old_id)
+        sets, dels = self.changes()
+        record, text, snapshot = manager.move(old_id, new_id, created=self.created, sets=sets, dels=dels)
         self.id = new_id
         self.rotated_from = old_id
         self._saved(record, text, snapshot, True)
