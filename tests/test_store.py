@@ -245,6 +245,29 @@ def test_store_down_raises_store_unavailable_and_recovers(tmp_path: Path) -> Non
         process.wait(10)
 
 
+def test_store_down_at_release_raises_store_unavailable_and_frees_the_lock(tmp_path: Path) -> None:
+    """A save staged under the Redis lock is sent at release: the store down then is StoreUnavailable."""
+    port = free_port()
+    process = start_redis(port, tmp_path)
+    try:
+        store = Store(type="ext:redis", url=f"redis://127.0.0.1:{port}/0", lock_timeout=2.0)
+        sid = new_session_id()
+        with pytest.raises(StoreUnavailable) as caught:
+            with store.lock(sid):
+                store.write(sid, '{"n": 1}')  # staged: written when the lock is released
+                process.terminate()
+                process.wait(10)
+        assert caught.value.backend == "redis"
+        assert len(store.locks) == 0  # the in-process lock is free again
+        process = start_redis(port, tmp_path)
+        entry = store.acquire(sid, 1.0)
+        assert store.read(sid) is None  # nothing half-written
+        store.release(entry)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def test_store_file_root_is_private(tmp_path: Path) -> None:
     store = Store(type="file", data_dir=str(tmp_path / "sessions"))
     sid = new_session_id()

@@ -201,8 +201,6 @@ class Store:
             _check(session_id)
         if not self.locking:
             return None
-        if self.backend == "memory":
-            return self.locks.acquire(session_id, timeout)
         try:
             return self.locks.acquire(session_id, timeout)
         except _FAULTS as exc:
