@@ -12,7 +12,7 @@ setup(
               "wsgisession_examples.chat", "wsgisession_examples.counter", "wsgisession_examples.flask_app",
               "wsgisession_examples.pyramid_app", "wsgisession_examples.werkzeug_app"],
     package_dir={"wsgisession_examples": "examples"},
-    package_data={"wsgisession": ["py.typed"], "wsgisession_examples.chat": ["page.html"]},
+    package_data={"wsgisession": ["py.typed", "static/client.js"], "wsgisession_examples.chat": ["page.html"]},
     install_requires=[
         "gevent>=24.2",
         "gevent-websocket>=0.10.1",

@@ -4,7 +4,7 @@ import pytest
 from werkzeug.test import Client
 
 from wsgisession.errors import BadOrigin, ConfigurationError
-from wsgisession.origins import CorsHeaders, OriginPolicy
+from wsgisession.origins import VERDICT_KEY, CorsHeaders, OriginPolicy, is_same_origin_request
 
 HOST = {"wsgi.url_scheme": "http", "HTTP_HOST": "app.example:8080"}
 
@@ -31,12 +31,65 @@ def test_allow_list() -> None:
         policy.check({**HOST, "HTTP_ORIGIN": "http://app.example:8080"})
 
 
-def test_missing_origin_refused_only_with_a_cookie() -> None:
+COOKIE = {"HTTP_COOKIE": "beaker.session.id=x"}
+
+
+def test_missing_origin_and_fetch_metadata_refused_only_with_a_cookie() -> None:
     policy = OriginPolicy()
     policy.check(dict(HOST))
-    with pytest.raises(BadOrigin, match="no Origin"):
-        policy.check({**HOST, "HTTP_COOKIE": "beaker.session.id=x"})
-    OriginPolicy(allow_missing_origin=True).check({**HOST, "HTTP_COOKIE": "beaker.session.id=x"})
+    with pytest.raises(BadOrigin, match="neither an Origin nor a Sec-Fetch-Site"):
+        policy.check({**HOST, **COOKIE})
+    OriginPolicy(allow_missing_origin=True).check({**HOST, **COOKIE})
+
+
+def test_same_origin_get_without_origin_is_accepted_by_fetch_metadata() -> None:
+    # what Chromium sends on the polling handshake of a same-origin page: no Origin
+    OriginPolicy().check({**HOST, **COOKIE, "HTTP_SEC_FETCH_SITE": "same-origin"})
+
+
+@pytest.mark.parametrize("site", ["same-site", "cross-site", "none", "bogus"])
+def test_missing_origin_with_other_fetch_metadata_is_refused(site: str) -> None:
+    for policy in (OriginPolicy(), OriginPolicy(allow_missing_origin=True)):
+        with pytest.raises(BadOrigin, match=f"Sec-Fetch-Site is '{site}'"):
+            policy.check({**HOST, **COOKIE, "HTTP_SEC_FETCH_SITE": site})
+    with pytest.raises(BadOrigin):  # without a cookie too: the browser said where the page is
+        OriginPolicy().check({**HOST, "HTTP_SEC_FETCH_SITE": site})
+
+
+def test_same_origin_without_origin_under_an_allow_list_needs_the_own_origin_listed() -> None:
+    environ = {**HOST, **COOKIE, "HTTP_SEC_FETCH_SITE": "same-origin"}
+    OriginPolicy(allowed_origins=["http://app.example:8080", "https://a.example"]).check(dict(environ))
+    with pytest.raises(BadOrigin, match="own origin is not in allowed_origins"):
+        OriginPolicy(allowed_origins=["https://a.example"]).check(dict(environ))
+
+
+def test_an_origin_header_wins_over_fetch_metadata() -> None:
+    with pytest.raises(BadOrigin, match="evil"):
+        OriginPolicy().check({**HOST, **COOKIE, "HTTP_ORIGIN": "http://evil.example", "HTTP_SEC_FETCH_SITE": "same-origin"})
+    OriginPolicy().check({**HOST, **COOKIE, "HTTP_ORIGIN": "http://app.example:8080", "HTTP_SEC_FETCH_SITE": "cross-site"})
+
+
+def test_the_decision_is_made_once_per_handshake() -> None:
+    environ = {**HOST, **COOKIE, "HTTP_ORIGIN": "http://evil.example"}
+    policy = OriginPolicy()
+    with pytest.raises(BadOrigin) as first:
+        policy.check(environ)
+    assert environ[VERDICT_KEY] == str(first.value)
+    environ["HTTP_ORIGIN"] = "http://app.example:8080"  # a later namespace of the same handshake
+    with pytest.raises(BadOrigin):
+        policy.check(environ)
+    accepted = {**HOST, **COOKIE, "HTTP_SEC_FETCH_SITE": "same-origin"}
+    policy.check(accepted)
+    assert accepted[VERDICT_KEY] == ""
+
+
+def test_same_origin_request() -> None:
+    assert is_same_origin_request({**HOST, "HTTP_ORIGIN": "http://app.example:8080"})
+    assert is_same_origin_request({**HOST, "HTTP_SEC_FETCH_SITE": "same-origin"})
+    assert not is_same_origin_request({**HOST, "HTTP_ORIGIN": "http://app.example:8081"})
+    assert not is_same_origin_request({**HOST, "HTTP_ORIGIN": "http://app.example:8080".replace("http", "https")})
+    assert not is_same_origin_request({**HOST, "HTTP_SEC_FETCH_SITE": "same-site"})
+    assert not is_same_origin_request(dict(HOST))
 
 
 def test_wildcard_refuses_to_start() -> None:

@@ -32,6 +32,7 @@ from werkzeug.exceptions import NotFound
 
 from . import wirejson
 from .config import from_settings
+from .cookie_exchange import CookieExchange
 from .cookies import SameSite, SessionCookie
 from .errors import ConfigurationError
 from .fanout import LifecycleRedisManager
@@ -59,7 +60,10 @@ class WsgiSessionApp:
         self.sockets = sockets
         self.sio = sockets.sio
         self.middleware = SessionMiddleware(app, manager=manager)
-        wsgi: WSGIApplication = socketio.WSGIApp(self.sio, self.middleware, socketio_path=socketio_path)
+        self.exchange = sockets.exchange
+        wsgi: WSGIApplication = socketio.WSGIApp(
+            self.sio, self.exchange.wrap(self.middleware), socketio_path=socketio_path
+        )
         if sockets.origins.allowed is not None:
             wsgi = CorsHeaders(wsgi, policy=sockets.origins)
         self.wsgi = wsgi
@@ -68,6 +72,7 @@ class WsgiSessionApp:
         self.emit_to_session = sockets.emit_to_session
         self.disconnect_session = sockets.disconnect_session
         self.sockets_of = sockets.sockets_of
+        self.start_session = sockets.start_session
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ["wsgisession.app"] = self  # views reach emit_to_session() and friends here
@@ -128,6 +133,9 @@ def make_app(
     allow_anonymous: bool = False,
     allowed_origins: Sequence[str] | None = None,
     allow_missing_origin: bool = False,
+    cookie_exchange_path: str = "/wsgisession/cookie",
+    cookie_token_ttl: int = 30,
+    client_js_path: str = "/wsgisession/client.js",
     socketio_path: str = "socket.io",
     handlers: Sequence[str | Any] = (),
     max_message_size: int | None = 1_000_000,
@@ -172,6 +180,9 @@ def make_app(
     sockets = SessionSockets(
         manager=manager,
         origins=OriginPolicy(allowed_origins=allowed_origins, allow_missing_origin=allow_missing_origin),
+        exchange=CookieExchange(
+            manager=manager, path=cookie_exchange_path, client_path=client_js_path, ttl=cookie_token_ttl
+        ),
         allow_anonymous=allow_anonymous,
         sweep_interval=sweep_interval,
         **options,

@@ -119,6 +119,21 @@ class SessionValueError(WsgiSessionError, TypeError):
         self.key = key
 
 
+class CookieExchangeRefused(WsgiSessionError):
+    """A cookie exchange (a socket-made session handed to the browser's cookie) was refused.
+
+    :ivar reason: ``bad_origin`` (not a same-origin request), ``bad_token``
+        (malformed, unknown or already used), ``expired_token``, or
+        ``unknown_session`` (the session ended before the exchange).
+    :ivar status: the HTTP status the exchange endpoint answers with.
+    """
+
+    def __init__(self, message: str, *, reason: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
 class MessageTooBig(WsgiSessionError):
     """A websocket message or HTTP body is larger than the limit.
 

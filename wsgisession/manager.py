@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from . import codec
 from .atomic import merge
-from .cookies import SessionCookie
+from .cookies import SessionCookie, new_session_id
 from .errors import SessionExpired, SessionValueError, UnknownSession
 from .record_cache import RecordCache
 from .store import Store
@@ -232,6 +232,17 @@ class SessionManager:
         from .session import SharedSession
 
         session = SharedSession(self, session_id, is_new=False)
+        session.load()
+        return session
+
+    def create(self, *, strict: bool = False) -> "SharedSession":
+        """A new session whose (empty) record is stored now, so that its id is live at once."""
+        from .session import SharedSession
+
+        session_id = new_session_id()
+        now = self.clock()
+        self.write(session_id, Record(now, now, {}))
+        session = SharedSession(self, session_id, is_new=False, strict=strict)
         session.load()
         return session
 

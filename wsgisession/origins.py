@@ -2,12 +2,28 @@
 
 Same-origin by default: the handshake's ``Origin`` must equal the server's own
 ``scheme://host``. With ``allowed_origins`` set, only those origins are
-accepted. A handshake that carries a cookie but no ``Origin`` is refused by
-default (browsers always send one; a missing one means a non-browser client or
-a proxy that strips it). ``*`` cannot be combined with cookie sessions.
+accepted. ``*`` cannot be combined with cookie sessions.
+
+Browsers do **not** always send ``Origin``: a same-origin ``GET`` is not a CORS
+request, so the polling handshake of the official client's default transports
+(``io()``: polling, then upgrade) arrives without one (measured in Chromium:
+no ``Origin``, ``Sec-Fetch-Site: same-origin``). Every current browser sends the
+Fetch Metadata header ``Sec-Fetch-Site``, which a page's script cannot set. So a
+handshake without ``Origin`` is decided by it:
+
+- ``Sec-Fetch-Site: same-origin``: a page of this server's own origin, judged as
+  if it had sent that origin (accepted by default; under an allow-list only if the
+  server's own origin is listed);
+- ``same-site``, ``cross-site`` or ``none``: refused;
+- neither header: not a browser (or a proxy that strips both). Refused if the
+  handshake carries a cookie, unless ``allow_missing_origin``; without a cookie
+  there is nothing to protect, and the session check refuses it (``no_cookie``)
+  unless anonymous sockets are allowed.
 
 Refusal happens in the Socket.IO connect step, before any session is loaded,
-so the client's ``connect_error`` carries the reason ``bad_origin``.
+so the client's ``connect_error`` carries the reason ``bad_origin``. The
+decision is made once per handshake and kept in the handshake's environ, so a
+client that opens several namespaces is judged once.
 """
 from __future__ import annotations
 
@@ -21,6 +37,9 @@ if TYPE_CHECKING:
 
 security_log = logging.getLogger("wsgisession.security")
 
+#: where :meth:`OriginPolicy.check` keeps its decision in the handshake's environ
+VERDICT_KEY = "wsgisession.origin_refusal"
+
 
 def own_origins(environ: WSGIEnvironment) -> set[str]:
     """The origins a same-origin page of this server would send."""
@@ -33,6 +52,19 @@ def own_origins(environ: WSGIEnvironment) -> set[str]:
             fwd_host = str(environ.get("HTTP_X_FORWARDED_HOST") or host)
             origins.add(f"{scheme.split(',')[0].strip()}://{fwd_host.split(',')[0].strip()}")
     return origins
+
+
+def is_same_origin_request(environ: WSGIEnvironment) -> bool:
+    """Whether a browser sent this request from a page of this server's own origin.
+
+    ``Origin`` (which browsers send on every ``POST``) must be this server's own;
+    without one, ``Sec-Fetch-Site`` must say ``same-origin``. A request with
+    neither is not known to come from a same-origin page.
+    """
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is not None:
+        return origin in own_origins(environ)
+    return environ.get("HTTP_SEC_FETCH_SITE") == "same-origin"
 
 
 class OriginPolicy:
@@ -54,17 +86,44 @@ class OriginPolicy:
             return origin in self.allowed
         return origin in own_origins(environ)
 
+    def allows_own_origin(self, environ: WSGIEnvironment) -> bool:
+        """Whether a page of this server's own origin may connect."""
+        if self.allowed is None:
+            return True
+        return not self.allowed.isdisjoint(own_origins(environ))
+
     def check(self, environ: WSGIEnvironment) -> None:
-        """Raise :class:`BadOrigin` unless the handshake's Origin is acceptable."""
+        """Raise :class:`BadOrigin` unless the handshake may join a session (decided once per handshake)."""
+        verdict = environ.get(VERDICT_KEY)
+        if verdict is None:
+            verdict = environ[VERDICT_KEY] = self._verdict(environ)
+        if verdict:
+            raise BadOrigin(verdict)
+
+    def _verdict(self, environ: WSGIEnvironment) -> str:
+        """Why the handshake is refused; ``""`` if it is accepted."""
         origin = environ.get("HTTP_ORIGIN")
-        if origin is None:
-            if self.allow_missing or "HTTP_COOKIE" not in environ:
-                return
-            security_log.warning("refused a cookie-bearing handshake with no Origin from %s", environ.get("REMOTE_ADDR"))
-            raise BadOrigin("the handshake has a cookie but no Origin header")
-        if not self.allows(origin, environ):
+        if origin is not None:
+            if self.allows(origin, environ):
+                return ""
             security_log.warning("refused a handshake from origin %r (%s)", origin, environ.get("REMOTE_ADDR"))
-            raise BadOrigin(f"origin {origin!r} is not allowed")
+            return f"origin {origin!r} is not allowed"
+        fetch_site = environ.get("HTTP_SEC_FETCH_SITE")
+        if fetch_site is not None:
+            if fetch_site == "same-origin" and self.allows_own_origin(environ):
+                return ""
+            security_log.warning(
+                "refused a handshake with no Origin and Sec-Fetch-Site %r (%s)", fetch_site, environ.get("REMOTE_ADDR")
+            )
+            if fetch_site == "same-origin":
+                return "a same-origin handshake, and this server's own origin is not in allowed_origins"
+            return f"the handshake has no Origin header and Sec-Fetch-Site is {fetch_site!r}, not 'same-origin'"
+        if self.allow_missing or "HTTP_COOKIE" not in environ:
+            return ""
+        security_log.warning(
+            "refused a cookie-bearing handshake with neither Origin nor Sec-Fetch-Site from %s", environ.get("REMOTE_ADDR")
+        )
+        return "the handshake has a cookie but neither an Origin nor a Sec-Fetch-Site header"
 
 
 class CorsHeaders:

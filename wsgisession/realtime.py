@@ -17,6 +17,12 @@ hash of its session id, so :meth:`SessionSockets.emit_to_session` and
 :meth:`SessionSockets.disconnect_session` reach all tabs of a session. When a
 session ends (logout, expiry), its sockets get ``session_ended`` with the
 reason and are disconnected; when it is rotated, they follow the new id.
+
+A session that a handler rotates (``session.regenerate_id()``) or starts
+(:meth:`SessionSockets.start_session`) reaches the browser's cookie through
+the :mod:`~wsgisession.cookie_exchange`: the socket gets a ``session_cookie``
+event with a single-use token, which the page's ``wsgisession.keepCookie``
+trades for the ``HttpOnly`` cookie.
 """
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 import gevent
 import socketio
 
-from .errors import SessionEnded, SessionRefused, StoreUnavailable
+from .cookie_exchange import EVENT as COOKIE_EVENT, CookieExchange
+from .errors import SessionEnded, SessionRefused, StoreUnavailable, WsgiSessionError
 from .lifecycle import Lifecycle
 from .manager import SessionManager
 from .origins import OriginPolicy
@@ -63,12 +70,14 @@ class SessionSockets:
         manager: SessionManager,
         server: socketio.Server | None = None,
         origins: OriginPolicy | None = None,
+        exchange: CookieExchange | None = None,
         allow_anonymous: bool = False,
         sweep_interval: float | None = 30.0,
         **socketio_options: Any,
     ) -> None:
         self.manager = manager
         self.origins = origins or OriginPolicy()
+        self.exchange = exchange or CookieExchange(manager=manager)
         self.allow_anonymous = allow_anonymous
         options: dict[str, Any] = {"async_mode": "gevent", "cors_allowed_origins": [], **socketio_options}
         self.sio = server or socketio.Server(**options)
@@ -78,6 +87,7 @@ class SessionSockets:
         self.lifecycle = Lifecycle(self, sweep_interval=sweep_interval)
         self._running: dict[str, int] = {}  # sid -> handlers running now
         self._close_after: dict[str, str] = {}  # sid -> namespace, to disconnect after its ack
+        self._started: dict[str, SharedSession] = {}  # sid -> the session start_session() made in its handler
         self.draining = False
         _LIVE.add(self)
 
@@ -187,6 +197,8 @@ class SessionSockets:
         running[sid] = running.get(sid, 0) + 1
         try:
             result = handler(sid, session, *args)
+            if session is None:
+                session = self._started.pop(sid, None)  # anonymous, and the handler started a session
             if session is not None:
                 manager = self.manager
                 if session.accessed_now and manager.autosave and not session.ended:
@@ -211,6 +223,9 @@ class SessionSockets:
             log.exception("the handler %s failed for socket %s", getattr(handler, "__name__", handler), sid)
             return None
         finally:
+            if session is not None and session.rotated_from is not None and not session.ended:
+                self.hand_cookie(sid, session.id)  # rotated in this handler (a login over the socket)
+            self._started.pop(sid, None)
             count = running[sid] - 1
             if count:
                 running[sid] = count
@@ -219,6 +234,39 @@ class SessionSockets:
                 namespace = self._close_after.pop(sid, None)
                 if namespace is not None:  # runs after python-socketio queued this handler's ack
                     gevent.spawn(self.sio.disconnect, sid, namespace=namespace, ignore_queue=True)
+
+    def start_session(self, sid: str, *, namespace: str = "/") -> SharedSession:
+        """Start a session for an anonymous socket, from its handler; the socket is bound to it.
+
+        The record is stored at once (empty), the socket joins its room, and the
+        browser gets its cookie through the cookie exchange (``session_cookie``).
+        The handler's changes to the returned session are saved when it returns.
+        A socket that is bound already gets its own session back.
+        """
+        bound = self.session_of(sid)
+        if bound is not None:
+            return bound
+        session = self.manager.create(strict=True)
+        self._bindings[sid] = (namespace, session.id)
+        self.sio.enter_room(sid, self.room(session.id), namespace=namespace)
+        self.lifecycle.start_sweeper()
+        self._started[sid] = session
+        self.hand_cookie(sid, session.id, namespace=namespace)
+        return session
+
+    def hand_cookie(self, sid: str, session_id: str, *, namespace: str | None = None) -> None:
+        """Send one socket a single-use token that its page trades for ``session_id``'s cookie."""
+        if namespace is None:
+            binding = self._bindings.get(sid)
+            namespace = binding[0] if binding else "/"
+        try:
+            token = self.exchange.issue(session_id)
+        except WsgiSessionError as exc:  # the store is down: the session lives, its cookie waits for HTTP
+            log.error("no cookie token for socket %s: %s", sid, exc)
+            return
+        environ = self.sio.get_environ(sid, namespace=namespace) or {}
+        url = self.exchange.url(environ)
+        self.sio.emit(COOKIE_EVENT, {"token": token, "url": url}, to=sid, namespace=namespace, ignore_queue=True)
 
     def drain(self, timeout: float) -> None:
         """Stop gracefully: let the events in flight finish and save, then disconnect every socket.
