@@ -13,10 +13,39 @@ from werkzeug.wrappers import Request, Response
 from wsgisession import SessionNamespace, SharedSession, WsgiSessionApp, filter_app_factory
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLIENT_JS = os.path.join(ROOT, "node_modules", "socket.io-client", "dist", "socket.io.min.js")
+
+#: a page that loads the official client and our helper, as README.rst tells users to; it touches no session
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>lab</title></head>
+<body><p id="status">loaded</p>
+<script src="{base}/socket.io.min.js"></script>
+<script src="{base}/wsgisession/client.js"></script>
+</body></html>
+"""
+
+
+def page(base: str = "") -> Response:
+    return Response(PAGE.format(base=base), mimetype="text/html", headers={"Cache-Control": "no-store"})
+
+
+def client_js() -> Response:
+    with open(CLIENT_JS, "rb") as fh:
+        return Response(fh.read(), mimetype="text/javascript")
+
+
 @Request.application  # type: ignore[arg-type]
 def lab(request: Request) -> Response:
-    session: SharedSession = request.environ["beaker.session"]
     path = request.path
+    if path == "/page":
+        return page()
+    if path == "/socket.io.min.js":
+        return client_js()
+    if path == "/headers":  # what the browser sent (the tests check the facts the origin policy rests on)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "cookie"}
+        return Response(json.dumps(headers), mimetype="application/json")
+    session: SharedSession = request.environ["beaker.session"]
     if path == "/set":
         for key, value in request.args.items():
             session[key] = value
@@ -86,6 +115,21 @@ def register(app: WsgiSessionApp) -> None:
         with session.atomic():
             session["n"] = session.get("n", 0) + 1
             return int(session["n"])
+
+    @app.on("login")
+    def login(sid: str, session: SharedSession, user: str) -> dict[str, Any]:
+        """A login over the socket: the id rotates, and the page gets its cookie by the exchange."""
+        session["user"] = user
+        session.regenerate_id()
+        return dict(session)
+
+    @app.on("start")
+    def start(sid: str, session: SharedSession | None, values: dict[str, Any]) -> dict[str, Any]:
+        """An anonymous socket starts a session (allow_anonymous)."""
+        if session is None:
+            session = app.start_session(sid)
+        session.update(values)
+        return dict(session)
 
     @app.on("whoami_pid")
     def whoami_pid(sid: str, session: SharedSession | None) -> int:

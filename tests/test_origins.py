@@ -37,7 +37,7 @@ COOKIE = {"HTTP_COOKIE": "beaker.session.id=x"}
 def test_missing_origin_and_fetch_metadata_refused_only_with_a_cookie() -> None:
     policy = OriginPolicy()
     policy.check(dict(HOST))
-    with pytest.raises(BadOrigin, match="neither an Origin nor a Sec-Fetch-Site"):
+    with pytest.raises(BadOrigin, match="neither an Origin, a Sec-Fetch-Site nor a Referer"):
         policy.check({**HOST, **COOKIE})
     OriginPolicy(allow_missing_origin=True).check({**HOST, **COOKIE})
 
@@ -61,6 +61,19 @@ def test_same_origin_without_origin_under_an_allow_list_needs_the_own_origin_lis
     OriginPolicy(allowed_origins=["http://app.example:8080", "https://a.example"]).check(dict(environ))
     with pytest.raises(BadOrigin, match="own origin is not in allowed_origins"):
         OriginPolicy(allowed_origins=["https://a.example"]).check(dict(environ))
+
+
+def test_plain_http_without_fetch_metadata_is_judged_by_the_referer() -> None:
+    # browsers send Sec-Fetch-Site only to trustworthy origins: a plain-http page of another host sends neither
+    policy = OriginPolicy()
+    policy.check({**HOST, **COOKIE, "HTTP_REFERER": "http://app.example:8080/chat?x=1"})
+    for referer in ("http://evil.example/", "http://app.example:8081/", "https://app.example:8080/", "garbage"):
+        with pytest.raises(BadOrigin, match="comes from a page of"):
+            policy.check({**HOST, **COOKIE, "HTTP_REFERER": referer})
+    allow_listed = OriginPolicy(allowed_origins=["http://partner.example"])
+    allow_listed.check({**HOST, **COOKIE, "HTTP_REFERER": "http://partner.example/page"})
+    with pytest.raises(BadOrigin):
+        allow_listed.check({**HOST, **COOKIE, "HTTP_REFERER": "http://app.example:8080/"})
 
 
 def test_an_origin_header_wins_over_fetch_metadata() -> None:

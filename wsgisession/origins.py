@@ -15,10 +15,14 @@ handshake without ``Origin`` is decided by it:
   if it had sent that origin (accepted by default; under an allow-list only if the
   server's own origin is listed);
 - ``same-site``, ``cross-site`` or ``none``: refused;
-- neither header: not a browser (or a proxy that strips both). Refused if the
-  handshake carries a cookie, unless ``allow_missing_origin``; without a cookie
-  there is nothing to protect, and the session check refuses it (``no_cookie``)
-  unless anonymous sockets are allowed.
+- neither header: browsers send Fetch Metadata only to potentially trustworthy
+  origins (``https``, ``localhost``, ``127.0.0.1``), so a page on plain ``http``
+  of any other host sends neither. Its ``Referer`` then decides (a page's script
+  cannot make it name another origin): this server's own origin is judged as
+  above, any other is refused. With none of the three it is not a browser (or a
+  proxy strips them): refused if the handshake carries a cookie, unless
+  ``allow_missing_origin``; without a cookie there is nothing to protect, and the
+  session check refuses it (``no_cookie``) unless anonymous sockets are allowed.
 
 Refusal happens in the Socket.IO connect step, before any session is loaded,
 so the client's ``connect_error`` carries the reason ``bad_origin``. The
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Iterable, Sequence
+from urllib.parse import urlsplit
 
 from .errors import BadOrigin, ConfigurationError
 
@@ -52,6 +57,14 @@ def own_origins(environ: WSGIEnvironment) -> set[str]:
             fwd_host = str(environ.get("HTTP_X_FORWARDED_HOST") or host)
             origins.add(f"{scheme.split(',')[0].strip()}://{fwd_host.split(',')[0].strip()}")
     return origins
+
+
+def referer_origin(referer: str) -> str | None:
+    """The origin (``scheme://host[:port]``) of a ``Referer`` URL; ``None`` if it has none."""
+    parts = urlsplit(referer)
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def is_same_origin_request(environ: WSGIEnvironment) -> bool:
@@ -118,12 +131,23 @@ class OriginPolicy:
             if fetch_site == "same-origin":
                 return "a same-origin handshake, and this server's own origin is not in allowed_origins"
             return f"the handshake has no Origin header and Sec-Fetch-Site is {fetch_site!r}, not 'same-origin'"
+        referer = environ.get("HTTP_REFERER")
+        if referer:
+            page = referer_origin(str(referer))
+            if page in own_origins(environ) and self.allows_own_origin(environ):
+                return ""
+            if page is None or not self.allows(page, environ):
+                security_log.warning(
+                    "refused a handshake with no Origin from a page of %r (%s)", page, environ.get("REMOTE_ADDR")
+                )
+                return f"the handshake has no Origin header and comes from a page of {page!r}"
+            return ""
         if self.allow_missing or "HTTP_COOKIE" not in environ:
             return ""
         security_log.warning(
             "refused a cookie-bearing handshake with neither Origin nor Sec-Fetch-Site from %s", environ.get("REMOTE_ADDR")
         )
-        return "the handshake has a cookie but neither an Origin nor a Sec-Fetch-Site header"
+        return "the handshake has a cookie but neither an Origin, a Sec-Fetch-Site nor a Referer header"
 
 
 class CorsHeaders:

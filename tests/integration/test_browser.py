@@ -91,6 +91,7 @@ def test_chat_page_and_socket_share_one_session(tools: dict[str, str], chat_serv
     seen = result["observed"]
     # a first visit: HTTP started the session, the socket joined it
     assert seen["first_load"]["status"] == "connected"
+    assert seen["transport"] == "websocket"  # the page's io() polled, then upgraded
     assert seen["first_load"]["http_name"] == ""
     assert "login_time" in seen["first_socket_says"]
     # rule 3: written over the socket, acked, then read over HTTP

@@ -131,6 +131,10 @@ const scenarios = {
     let second;
     await step("first tab connects", async () => {
       first = await openConnected("tab1");
+      // io() with the default options: polling first, then the upgrade to websocket
+      // eslint-disable-next-line no-undef
+      await first.waitForFunction(() => socket.io.engine.transport.name === "websocket");
+      observed.transport = await first.evaluate(() => socket.io.engine.transport.name); // eslint-disable-line no-undef
       observed.first_load = await rendered(first);
       observed.first_socket_says = await box(first, "socket-says");
       await shot(first, "1-connected");
