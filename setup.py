@@ -34,6 +34,7 @@ setup(
             "pyramid>=2.0",
             "redis>=5.0",
             "pytest>=8",
+            "docutils>=0.20",
             "hypothesis>=6.100",
             "python-socketio[client]>=5.16.2",
             "websocket-client>=1.7",

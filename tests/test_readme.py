@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import docutils.core
 from werkzeug.test import Client
 
 README = Path(__file__).resolve().parent.parent / "README.rst"
@@ -14,6 +15,26 @@ def python_blocks() -> list[str]:
     text = README.read_text()
     blocks = re.findall(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text)
     return [re.sub(r"^    ", "", block, flags=re.M) for block in blocks]
+
+
+def html_blocks() -> list[str]:
+    blocks = re.findall(r"\.\. code-block:: html\n\n((?:    .*\n|\n)+)", README.read_text())
+    return [re.sub(r"^    ", "", block, flags=re.M) for block in blocks]
+
+
+def test_readme_renders_without_errors() -> None:
+    """README.rst is the PyPI page: a malformed table or role would show as raw text there."""
+    docutils.core.publish_string(
+        README.read_text(), writer="null", settings_overrides={"report_level": 2, "halt_level": 2}
+    )
+
+
+def test_readme_browser_code_is_the_chat_page_the_browser_tests_run() -> None:
+    (block,) = html_blocks()
+    page = (README.parent / "examples" / "chat" / "page.html").read_text()
+    for line in block.strip().splitlines():
+        assert line.strip() in page, f"README's client line is not in examples/chat/page.html: {line.strip()}"
+    assert "const socket = io();" in block  # the client's default options
 
 
 def test_readme_examples_run_and_share_the_session() -> None:
