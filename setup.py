@@ -7,12 +7,9 @@ setup(
     long_description=open("README.rst", encoding="utf-8").read(),
     long_description_content_type="text/x-rst",
     license="MIT",
-    python_requires=">=3.10",
-    packages=["wsgisession", "wsgisession.backends", "wsgisession_examples",
-              "wsgisession_examples.chat", "wsgisession_examples.counter", "wsgisession_examples.flask_app",
-              "wsgisession_examples.pyramid_app", "wsgisession_examples.werkzeug_app"],
-    package_dir={"wsgisession_examples": "examples"},
-    package_data={"wsgisession": ["py.typed", "static/client.js"], "wsgisession_examples.chat": ["page.html"]},
+    python_requires=">=3.11",
+    packages=["wsgisession", "wsgisession.backends"],  # examples/ is run from a checkout, never installed
+    package_data={"wsgisession": ["py.typed", "static/client.js"]},
     install_requires=[
         "gevent>=24.2",
         "gevent-websocket>=0.10.1",
@@ -49,13 +46,6 @@ setup(
     entry_points={
         "console_scripts": ["wsgisession = wsgisession.serve:main"],
         "paste.filter_app_factory": ["main = wsgisession.app:filter_app_factory"],
-        "paste.app_factory": [
-            "chat = wsgisession_examples.chat:app_factory",
-            "counter = wsgisession_examples.counter:app_factory",
-            "flask = wsgisession_examples.flask_app:app_factory",
-            "pyramid = wsgisession_examples.pyramid_app:main",
-            "werkzeug = wsgisession_examples.werkzeug_app:app_factory",
-        ],
         "beaker.backends": [
             "wsgisession.file = wsgisession.backends.file:FileNamespaceManager",
             "wsgisession.memory = wsgisession.backends.memory:MemoryNamespaceManager",
@@ -65,6 +55,8 @@ setup(
     classifiers=[
         "Framework :: Paste",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.11",
         "Topic :: Internet :: WWW/HTTP :: WSGI :: Middleware",
     ],
 )

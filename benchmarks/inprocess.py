@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from werkzeug.test import Client  # noqa: E402
 
 from wsgisession import make_app  # noqa: E402
-from wsgisession_examples.counter import counter_app, register  # noqa: E402
+from examples.counter import counter_app, register  # noqa: E402
 
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 WORKLOADS = {"echo": ("ping",), "whoami": (), "incr": ()}
@@ -69,11 +69,15 @@ def bound_counter(store: str, redis_url: str | None, directory: str) -> Callable
     register(app)
     client = Client(app)
     assert client.get("/login?user=bench").status_code == 200
-    cookie = client.get_cookie(app.manager.cookie.name)
+    cookie = client.get_cookie(app.cookie.name)
     assert cookie is not None
-    session_id = app.manager.cookie.read({"HTTP_COOKIE": f"{cookie.key}={cookie.value}"})
-    sockets, sid = app.sockets, "bench-sid"
-    sockets.bindings()[sid] = ("/", session_id)  # what a connect does (its handshake is not measured)
+    session_id = app.cookie.read({"HTTP_COOKIE": f"{cookie.key}={cookie.value}"})
+    sockets = app.sockets
+    sid = sockets.sio.manager.connect("bench-eio-sid", "/")  # as python-socketio registers a socket
+    handshake = {"HTTP_HOST": "localhost", "HTTP_ORIGIN": "http://localhost",
+                 "HTTP_COOKIE": f"{cookie.key}={cookie.value}"}
+    sockets.connect("/", sid, handshake, None, None)  # joins the session (the handshake is not measured)
+    assert sockets.bindings() == {sid: ("/", session_id)}
     handlers = sockets._handlers["/"]  # noqa: SLF001 - the handlers as registered, called as python-socketio does
 
     def event(workload: str) -> Callable[[], Any]:

@@ -571,7 +571,7 @@ class Run:
         servers = [
             Target("wsgisession serve", "wsgisession", "file", mixed=False,
                    launch=lambda port: [str(BIN / "wsgisession"), "serve", str(ini), "--port", str(port)]),
-            Target("gunicorn wsgisession.worker.Worker", "wsgisession", "file", mixed=False,
+            Target("gunicorn wsgisession.server.Worker", "wsgisession", "file", mixed=False,
                    launch=lambda port: [*gunicorn, "-b", f"127.0.0.1:{port}"]),
         ]
         if not self.args.no_stock:
@@ -719,7 +719,7 @@ class Run:
 
 # -- summaries ----------------------------------------------------------------
 #: packages whose functions the profile tables show by inclusive share (the rest is the stack under them)
-FOCUS = ("wsgisession", "wsgisession_examples", "beaker", "json", "orjson", "redis", "flask", "flask_session",
+FOCUS = ("wsgisession", "examples", "beaker", "json", "orjson", "redis", "flask", "flask_session",
          "flask_socketio", "cachelib", "werkzeug", "itsdangerous")
 
 

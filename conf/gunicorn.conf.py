@@ -7,7 +7,7 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:6543")
 workers = int(os.environ.get("GUNICORN_WORKERS", "1"))
-worker_class = "wsgisession.worker.Worker"
+worker_class = "wsgisession.server.Worker"
 worker_connections = 10000
 graceful_timeout = 10
 timeout = 30

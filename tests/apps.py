@@ -10,11 +10,9 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from tests.helpers import CLIENT_JS
 from wsgisession import SessionNamespace, SharedSession, WsgiSessionApp, filter_app_factory
 
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLIENT_JS = os.path.join(ROOT, "node_modules", "socket.io-client", "dist", "socket.io.min.js")
 
 #: a page that loads the official client and our helper, as README.rst tells users to; it touches no session
 PAGE = """<!doctype html>

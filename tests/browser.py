@@ -25,17 +25,16 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.servers import ROOT
+from tests.helpers import CLIENT_JS, ROOT
 
 DRIVER = ROOT / "tests" / "js" / "browser_driver.js"
 PLAYWRIGHT = ROOT / "node_modules" / "playwright-core"
-CLIENT_JS = ROOT / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 #: a host name the browser maps to 127.0.0.1: over plain http it is not a trustworthy origin, as a LAN host is not
 PLAIN_HOST = "wsgisession.test"
 
 
-def tools() -> tuple[str, str]:
+def node_and_chromium() -> tuple[str, str]:
     """node and chromium, or a failed test that says how to install them."""
     node = shutil.which("node")
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
@@ -70,7 +69,7 @@ class Browser:
     @classmethod
     @contextlib.contextmanager
     def launch(cls) -> Iterator[Browser]:
-        node, chromium = tools()
+        node, chromium = node_and_chromium()
         options = {"chromium": chromium, "launch_timeout_ms": 60000, "host_rules": f"MAP {PLAIN_HOST} 127.0.0.1"}
         process = subprocess.Popen(
             [node, str(DRIVER), json.dumps(options)],

@@ -6,25 +6,11 @@ from typing import Any, Callable, Iterator
 import pytest
 import redis
 
+from tests.helpers import SECRET, Clock
 from tests.servers import redis_server
-from wsgisession.cookies import SessionCookie
+from wsgisession.ids import Fingerprint
 from wsgisession.manager import SessionManager
 from wsgisession.store import Store
-
-SECRET = "unit-test-secret-0123456789-abcdefghijklmnop"
-
-
-class Clock:
-    """A controllable clock for expiry tests."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -41,8 +27,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 def make_manager(tmp_path: Path, clock: Clock) -> Callable[..., SessionManager]:
     def make(type: str = "memory", *, store_options: dict[str, Any] | None = None, **options: Any) -> SessionManager:
         store = Store(type=type, data_dir=str(tmp_path / "sessions"), **(store_options or {}))
-        cookie = SessionCookie(secret=options.pop("secret", SECRET), **options.pop("cookie", {}))
-        return SessionManager(store=store, cookie=cookie, clock=clock, **options)
+        fingerprint = Fingerprint(secret=options.pop("secret", SECRET))
+        return SessionManager(store=store, fingerprint=fingerprint, clock=clock, **options)
 
     return make
 

@@ -13,7 +13,7 @@ import gevent
 
 HOLDER = r"""
 import sys, gevent
-from wsgisession.store_locks import FileLock, RedisLock
+from wsgisession.locks import FileLock, RedisLock
 kind, target, hold = sys.argv[1], sys.argv[2], float(sys.argv[3])
 if kind == "file":
     lock = FileLock(target)

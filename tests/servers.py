@@ -1,7 +1,8 @@
-"""Real servers and clients for the tests: started on free ports of 127.0.0.1.
+"""Real servers for the tests: started on free ports of 127.0.0.1.
 
 Every helper here starts a real process (``wsgisession serve``, gunicorn with
-our gevent websocket worker, ``redis-server``) and stops it when done.
+our gevent websocket worker, ``redis-server``) and stops it when done. Their
+clients (HTTP logins, sockets) are in ``tests/helpers.py``.
 """
 from __future__ import annotations
 
@@ -18,15 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import requests
-import socketio
+from tests.helpers import ROOT, SECRET
 
-from wsgisession.testing import connect_socket, refusal_reason
-from wsgisession.testing import cookie_header as cookie_header  # re-exported for the tests
-
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
 def free_port() -> int:
@@ -46,7 +41,7 @@ def wait_for_port(port: int, *, timeout: float = 15.0, process: subprocess.Popen
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-def write_ini(directory: Path, *, use: str = "egg:wsgisession#counter", name: str = "app.ini", **settings: Any) -> Path:
+def write_ini(directory: Path, *, use: str = "call:examples.counter:app_factory", name: str = "app.ini", **settings: Any) -> Path:
     """An INI file for one app: ``settings`` keys use dots as in the INI."""
     values = {
         "beaker.session.secret": SECRET,
@@ -87,9 +82,9 @@ class Server:
         return int(self.process.returncode)
 
 
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child: unbuffered, the checkout on its path, ``extra`` added."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("PYTHONWARNINGS", None)
     return env
@@ -191,38 +186,3 @@ def redis_server(directory: Path, *, persistent: bool = False) -> Iterator[str]:
     finally:
         redis.stop()
 
-
-# -- clients ------------------------------------------------------------
-def login(base: str, user: str = "ann") -> requests.Session:
-    """An HTTP client logged in to the counter example."""
-    http = requests.Session()
-    response = http.get(base + "/login", params={"user": user}, timeout=10)
-    response.raise_for_status()
-    return http
-
-
-def connect(base: str, **kwargs: Any) -> socketio.Client:
-    """A python-socketio client; a refusal raises ConnectionError with ``.reason``."""
-    return connect_socket(base, **kwargs)
-
-
-def refusal(base: str, **kwargs: Any) -> str:
-    """The ``connect_error`` reason a refused client receives."""
-    reason = refusal_reason(base, **kwargs)
-    if reason is None:
-        raise AssertionError("the connection was accepted")
-    return reason
-
-
-def lab_login(server: Server, **values: str) -> requests.Session:
-    """An HTTP client whose session (on the lab app, tests/apps.py) holds ``values``."""
-    http = requests.Session()
-    http.get(server.url + "/set", params=values or {"who": "ann"}, timeout=10).raise_for_status()
-    return http
-
-
-def lab_data(http: requests.Session, server: Server) -> dict[str, Any]:
-    """The lab app's session data, read over HTTP."""
-    response = http.get(server.url + "/get", timeout=10)
-    response.raise_for_status()
-    return dict(response.json())

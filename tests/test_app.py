@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
+from tests.helpers import SECRET
 from wsgisession import ConfigurationError, SessionNamespace, WsgiSessionApp, make_app
 from wsgisession.app import filter_app_factory, resolve
 
-SECRET = "app-test-secret-0123456789-abcdefghijklmnop"
 
 
 def hello(environ: dict[str, object], start_response: object) -> list[bytes]:
@@ -40,7 +40,7 @@ def test_pickling_backends_are_refused(tmp_path: Path, backend: str) -> None:
 
 def test_handlers_from_dotted_paths(tmp_path: Path) -> None:
     app = make_app(hello, secret=SECRET, type="memory",
-                   handlers=["wsgisession_examples.counter:register", "tests.apps:Lab"])
+                   handlers=["examples.counter:register", "tests.apps:Lab"])
     assert isinstance(app, WsgiSessionApp)
     assert "incr" in app.sockets._handlers["/"] and "/lab" in app.sockets._handlers
     assert isinstance(app.sio.namespace_handlers["/lab"], SessionNamespace)

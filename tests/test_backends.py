@@ -17,13 +17,14 @@ import gevent
 import pytest
 import redis
 
-from tests.servers import SECRET
+from tests.helpers import SECRET
 from wsgisession.backends import file as file_backend
 from wsgisession.backends import memory
 from wsgisession.backends.file import FileNamespaceManager
 from wsgisession.backends.memory import MemoryNamespaceManager
 from wsgisession.backends.redis import RedisNamespaceManager
-from wsgisession.cookies import SessionCookie, new_session_id
+from wsgisession.ids import new_session_id
+from wsgisession.ids import Fingerprint
 from wsgisession.manager import SessionManager
 from wsgisession.store import Store
 
@@ -47,12 +48,7 @@ def pickles(marker: Path) -> list[bytes]:
 
 
 def manager_for(store: Store) -> SessionManager:
-    return SessionManager(store=store, cookie=SessionCookie(secret=SECRET))
-
-
-@pytest.fixture
-def client(redis_client: redis.Redis[bytes]) -> redis.Redis[bytes]:
-    return redis_client
+    return SessionManager(store=store, fingerprint=Fingerprint(secret=SECRET))
 
 
 # -- file ------------------------------------------------------------------
@@ -187,12 +183,12 @@ def test_memory_backend_stores_text_and_keeps_no_empty_namespace() -> None:
 
 # -- redis -----------------------------------------------------------------
 @pytest.mark.redis
-def test_redis_backend_stores_utf8_text_verbatim(client: redis.Redis[bytes], redis_url: str) -> None:
+def test_redis_backend_stores_utf8_text_verbatim(redis_client: redis.Redis[bytes], redis_url: str) -> None:
     sid = new_session_id()
     manager = RedisNamespaceManager(sid, url=redis_url)
     manager.set_value("session", '{"s": "\u00e9"}', expiretime=60)
-    assert client.get(f"wsgisession:{sid}:session") == '{"s": "\u00e9"}'.encode()
-    assert 0 < client.ttl(f"wsgisession:{sid}:session") <= 60
+    assert redis_client.get(f"wsgisession:{sid}:session") == '{"s": "\u00e9"}'.encode()
+    assert 0 < redis_client.ttl(f"wsgisession:{sid}:session") <= 60
     assert manager["session"] == '{"s": "\u00e9"}' and "session" in manager and manager.keys() == ["session"]
     with pytest.raises(TypeError):
         manager.set_value("session", b"{}")  # type: ignore[arg-type]
@@ -206,13 +202,13 @@ def test_redis_backend_stores_utf8_text_verbatim(client: redis.Redis[bytes], red
 
 @pytest.mark.redis
 def test_redis_backend_never_unpickles_a_planted_pickle(
-    client: redis.Redis[bytes], redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    redis_client: redis.Redis[bytes], redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     marker = tmp_path / "marker"
     store = Store(type="ext:redis", url=redis_url)
     for payload in pickles(marker):
         sid = new_session_id()
-        client.set(f"wsgisession:{sid}:session", payload)
+        redis_client.set(f"wsgisession:{sid}:session", payload)
         assert manager_for(store).read(sid) is None
         text = store.read(sid)
         assert text is None or text == payload.decode("utf-8")  # protocol 0 is ASCII: text, but not JSON

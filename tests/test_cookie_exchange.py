@@ -11,9 +11,10 @@ from typing import Any, Callable, Iterator
 import pytest
 from werkzeug.test import Client, TestResponse
 
-from tests.conftest import SECRET, Clock
+from tests.helpers import SECRET, Clock
 from wsgisession import make_app
 from wsgisession.app import WsgiSessionApp
+from wsgisession.session import SharedSession
 from wsgisession.cookie_exchange import _record_id
 
 ORIGIN = "http://localhost"  # Werkzeug's test client requests http://localhost/
@@ -48,11 +49,11 @@ def cookie_id(app: WsgiSessionApp, response: TestResponse) -> str:
     name, _, rest = header.partition("=")
     assert name == "beaker.session.id"
     assert "HttpOnly" in header and "SameSite=Lax" in header
-    return app.manager.cookie.unsign(rest.split(";")[0])
+    return app.cookie.unsign(rest.split(";")[0])
 
 
 def test_rule8_a_token_is_traded_once_for_the_cookie_of_its_session(app: WsgiSessionApp, post: Any) -> None:
-    session = app.manager.create()
+    session = SharedSession.create(app.manager)
     token = app.exchange.issue(session.id)
     response = post({"token": token})
     assert response.status_code == 204
@@ -64,7 +65,7 @@ def test_rule8_a_token_is_traded_once_for_the_cookie_of_its_session(app: WsgiSes
 
 
 def test_rule8_the_store_keeps_a_hash_of_the_token_never_the_token(app: WsgiSessionApp) -> None:
-    session = app.manager.create()
+    session = SharedSession.create(app.manager)
     token = app.exchange.issue(session.id)
     store = app.manager.store
     text = store.read(_record_id(token))
@@ -75,7 +76,7 @@ def test_rule8_the_store_keeps_a_hash_of_the_token_never_the_token(app: WsgiSess
 
 
 def test_rule8_a_token_expires(app: WsgiSessionApp, post: Any, clock: Clock) -> None:
-    token = app.exchange.issue(app.manager.create().id)
+    token = app.exchange.issue(SharedSession.create(app.manager).id)
     clock.advance(app.exchange.ttl + 1)
     response = post({"token": token})
     assert (response.status_code, response.json) == (400, {"error": "expired_token"})
@@ -94,7 +95,7 @@ def test_rule8_a_token_expires(app: WsgiSessionApp, post: Any, clock: Clock) -> 
     ],
 )
 def test_rule8_only_a_same_origin_page_may_exchange(app: WsgiSessionApp, post: Any, headers: dict[str, Any]) -> None:
-    token = app.exchange.issue(app.manager.create().id)
+    token = app.exchange.issue(SharedSession.create(app.manager).id)
     refused = post({"token": token}, **headers)
     assert (refused.status_code, refused.json) == (403, {"error": "bad_origin"})
     assert "Set-Cookie" not in refused.headers
@@ -102,7 +103,7 @@ def test_rule8_only_a_same_origin_page_may_exchange(app: WsgiSessionApp, post: A
 
 
 def test_rule8_a_same_origin_request_without_origin_is_known_by_fetch_metadata(app: WsgiSessionApp, post: Any) -> None:
-    token = app.exchange.issue(app.manager.create().id)
+    token = app.exchange.issue(SharedSession.create(app.manager).id)
     assert post({"token": token}, origin=None, **{"Sec-Fetch-Site": "same-origin"}).status_code == 204
 
 
@@ -120,7 +121,7 @@ def test_rule8_the_exchange_takes_post_only(app: WsgiSessionApp) -> None:
 
 
 def test_rule8_a_session_that_ended_before_the_exchange_gives_no_cookie(app: WsgiSessionApp, post: Any) -> None:
-    session = app.manager.create()
+    session = SharedSession.create(app.manager)
     token = app.exchange.issue(session.id)
     session.delete()
     response = post({"token": token})
@@ -129,7 +130,7 @@ def test_rule8_a_session_that_ended_before_the_exchange_gives_no_cookie(app: Wsg
 
 
 def test_rule8_the_cookie_from_an_exchange_carries_the_session_over_http(app: WsgiSessionApp, post: Any) -> None:
-    session = app.manager.create()
+    session = SharedSession.create(app.manager)
     session["user"] = "ann"
     session.save()
     response = post({"token": app.exchange.issue(session.id)})

@@ -8,13 +8,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
-from wsgisession.cookies import SessionCookie, is_session_id, new_session_id
+from tests.helpers import SECRET
+from wsgisession.cookies import SessionCookie
+from wsgisession.ids import is_session_id, new_session_id
 from wsgisession.errors import BadSignature, NoCookie
+from wsgisession.ids import Fingerprint
 from wsgisession.manager import SessionManager
 from wsgisession.middleware import SessionMiddleware
 from wsgisession.store import Store
 
-SECRET = "fuzz-secret-0123456789-abcdefghijklmnopqrstu"
 COOKIE = SessionCookie(secret=SECRET)
 SIGNED_ID = new_session_id()
 SIGNED = COOKIE.sign(SIGNED_ID)
@@ -53,7 +55,7 @@ def test_only_our_id_shape_passes_the_format_check(candidate: str) -> None:
 @given(header_text)
 def test_middleware_never_raises_and_never_adopts_a_client_id(tmp_path: Path, header: str) -> None:
     store = Store(type="file", data_dir=str(tmp_path / "s"))
-    manager = SessionManager(store=store, cookie=COOKIE)
+    manager = SessionManager(store=store, fingerprint=Fingerprint(secret=SECRET))
 
     def app(environ: dict[str, object], start_response: object) -> list[bytes]:
         session = environ["beaker.session"]
@@ -61,7 +63,7 @@ def test_middleware_never_raises_and_never_adopts_a_client_id(tmp_path: Path, he
         start_response("200 OK", [])  # type: ignore[operator]
         return [json.dumps(dict(session)).encode()]  # type: ignore[call-overload]
 
-    response = Client(SessionMiddleware(app, manager=manager)).get("/", headers={"Cookie": header})
+    response = Client(SessionMiddleware(app, manager=manager, cookie=COOKIE)).get("/", headers={"Cookie": header})
     assert response.status_code == 200
     issued = response.headers.get("Set-Cookie", "")
     new_id = issued.split("=", 1)[1].split(".", 1)[0] if issued else ""

@@ -9,13 +9,14 @@ import pytest
 from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
+from tests.helpers import SECRET
 from tests.servers import free_port
 from wsgisession.cookies import SessionCookie
+from wsgisession.ids import Fingerprint
 from wsgisession.manager import SessionManager
 from wsgisession.middleware import SessionMiddleware
 from wsgisession.store import Store
 
-SECRET = "middleware-secret-0123456789-abcdefghijklm"
 
 
 @Request.application  # type: ignore[arg-type]
@@ -37,12 +38,15 @@ def app(request: Request) -> Response:
 
 @pytest.fixture
 def manager(make_manager: Callable[..., SessionManager], backend: str) -> SessionManager:
-    return make_manager(backend, secret=SECRET, cookie={"domain": "localhost", "path": "/"})
+    return make_manager(backend, secret=SECRET)
+
+
+COOKIE = SessionCookie(secret=SECRET, domain="localhost", path="/")
 
 
 @pytest.fixture
 def client(manager: SessionManager) -> Client:
-    return Client(SessionMiddleware(app, manager=manager))
+    return Client(SessionMiddleware(app, manager=manager, cookie=COOKIE))
 
 
 def session_cookie(client: Client) -> str | None:
@@ -115,12 +119,12 @@ def test_invalidate_and_rotate_send_a_new_cookie(client: Client, manager: Sessio
 def test_store_down_answers_503_and_loses_nothing(make_manager: Callable[..., SessionManager], tmp_path: Any) -> None:
     port = free_port()  # nothing listens there: the store is down
     store = Store(type="ext:redis", url=f"redis://127.0.0.1:{port}/0", socket_timeout=0.5)
-    manager = SessionManager(store=store, cookie=SessionCookie(secret=SECRET))
-    client = Client(SessionMiddleware(app, manager=manager))
+    manager = SessionManager(store=store, fingerprint=Fingerprint(secret=SECRET))
+    client = Client(SessionMiddleware(app, manager=manager, cookie=SessionCookie(secret=SECRET)))
     cookie = SessionCookie(secret=SECRET).sign("A" * 43)
     client.set_cookie("beaker.session.id", cookie, domain="localhost")
     response = client.get("/get")
     assert response.status_code == 503 and b"session store is unavailable" in response.data
     assert "Set-Cookie" not in response.headers  # nothing rotated or invalidated
-    response = Client(SessionMiddleware(app, manager=manager)).get("/set?a=1")
+    response = Client(SessionMiddleware(app, manager=manager, cookie=SessionCookie(secret=SECRET))).get("/set?a=1")
     assert response.status_code == 503

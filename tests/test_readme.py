@@ -1,14 +1,17 @@
 """The README's Python examples run as they are written."""
 from __future__ import annotations
 
+import configparser
 import re
-from pathlib import Path
 from typing import Any
 
 import docutils.core
 from werkzeug.test import Client
 
-README = Path(__file__).resolve().parent.parent / "README.rst"
+from wsgisession.config import BEAKER, OURS, SOCKETIO, from_settings
+
+from tests.helpers import README
+
 
 
 def python_blocks() -> list[str]:
@@ -47,5 +50,24 @@ def test_readme_examples_run_and_share_the_session() -> None:
     client = Client(app)
     assert client.get("/login?user=ann").text == "hello ann, visit 1"
     assert client.get("/").text == "hello ann, visit 2"
-    assert {"set_name", "incr"} <= set(app.sockets._handlers["/"])
+    assert {"set_name", "incr"} <= set(app.sio.handlers["/"])
     assert "/chat" in app.sio.namespace_handlers
+
+
+def test_readme_ini_snippet_is_valid_configuration(monkeypatch: Any) -> None:
+    (block,) = re.findall(r"\.\. code-block:: ini\n\n((?:    .*\n|\n)+)", README.read_text())
+    parser = configparser.ConfigParser(defaults={"here": "/srv/app"})
+    parser.read_string(re.sub(r"^    ", "", block, flags=re.M))
+    settings = {k: v for k, v in parser.items("filter:session") if k not in ("use", "here")}
+    monkeypatch.setenv("SESSION_SECRET", "x" * 16 + "abcdefghijklmnop")
+    options = from_settings(settings)
+    assert options["type"] == "file" and options["timeout"] == 3600 and options["secure"] is True
+    assert options["data_dir"] == "/srv/app/data/sessions"
+
+
+def test_every_configuration_key_is_documented() -> None:
+    documented = set(re.findall(r"^``([a-z_.]+)``", (README.parent / "docs" / "configuration.rst").read_text(), re.M))
+    documented |= {f"socketio.{k}" for k in ("engineio_logger", "compression_threshold")}  # rows naming two keys
+    keys = {f"beaker.session.{k}" for k in BEAKER} | {f"wsgisession.{k}" for k in OURS}
+    keys |= {f"socketio.{k}" for k in SOCKETIO}
+    assert keys - documented == set()

@@ -13,8 +13,8 @@ import redis
 import redis.connection
 
 from tests.servers import free_port
-from wsgisession.backends import redis_commands
-from wsgisession.backends.redis_commands import Commands, commands_for
+from wsgisession import redis_commands
+from wsgisession.redis_commands import Commands, commands_for
 
 pytestmark = pytest.mark.redis
 

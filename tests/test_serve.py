@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import BIN, ROOT
+from tests.helpers import ROOT
+from tests.servers import BIN
 
 
 def wsgisession(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -61,7 +62,7 @@ def test_unknown_option_exits_2() -> None:
 
 def test_an_ini_without_the_named_app_exits_2_naming_it(tmp_path: Path) -> None:
     ini = tmp_path / "app.ini"
-    ini.write_text("[app:main]\nuse = egg:wsgisession#counter\n")
+    ini.write_text("[app:main]\nuse = call:examples.counter:app_factory\n")
     result = wsgisession("serve", str(ini), "--name", "admin")
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith(f"wsgisession: cannot load {ini}: ")

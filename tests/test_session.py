@@ -1,37 +1,27 @@
 """SharedSession: Beaker's API, merged saves (rule 4), atomic() (rule 5), endings (rules 7-9)."""
 from __future__ import annotations
 
-import enum
-import json
+import datetime
+import uuid
 from typing import Any
 
 import gevent
 import pytest
 
-from tests.conftest import Clock
-from wsgisession.errors import LockTimeout, SessionEnded, SessionExpired, SessionValueError, UnknownSession
+from tests.helpers import Clock, Color, saved_session, stored
+from wsgisession.errors import (
+    LockTimeout,
+    SessionEnded,
+    SessionExpired,
+    SessionValueError,
+    UnknownSession,
+)
 from wsgisession.manager import SessionManager
 from wsgisession.session import SharedSession
 
 
-class Color(enum.Enum):
-    RED = "red"
-
-
-def stored(manager: SessionManager, session_id: str) -> dict[str, Any] | None:
-    text = manager.store.read(session_id)
-    return None if text is None else dict(json.loads(text)["data"])
-
-
-def saved_session(manager: SessionManager, **values: Any) -> SharedSession:
-    session = manager.new()
-    session.update(values)
-    assert session.save()
-    return session
-
-
 def test_new_session_is_stored_on_first_save(manager: SessionManager) -> None:
-    session = manager.new()
+    session = SharedSession.new(manager)
     assert session.is_new and manager.store.read(session.id) is None
     session["a"] = 1
     assert session.save() and not session.is_new
@@ -49,7 +39,7 @@ def test_beaker_mapping_api(manager: SessionManager) -> None:
 def test_rule4_read_only_use_writes_nothing(manager: SessionManager) -> None:
     session = saved_session(manager, a=1)
     before = manager.store.read(session.id)
-    reader = manager.open(session.id)
+    reader = SharedSession.open(manager, session.id)
     assert reader["a"] == 1
     assert reader.save() is False
     assert manager.store.read(session.id) == before
@@ -57,7 +47,7 @@ def test_rule4_read_only_use_writes_nothing(manager: SessionManager) -> None:
 
 def test_rule4_writers_of_different_keys_lose_nothing(manager: SessionManager) -> None:
     session = saved_session(manager, a=0)
-    first, second = manager.open(session.id), manager.open(session.id)
+    first, second = SharedSession.open(manager, session.id), SharedSession.open(manager, session.id)
     first["x"] = 1
     second["y"] = 2
     del second["a"]
@@ -69,8 +59,8 @@ def test_rule4_writers_of_different_keys_lose_nothing(manager: SessionManager) -
 
 def test_rule4_a_stale_read_only_copy_does_not_undo_a_write(manager: SessionManager) -> None:
     session = saved_session(manager, n=1)
-    stale = manager.open(session.id)
-    writer = manager.open(session.id)
+    stale = SharedSession.open(manager, session.id)
+    writer = SharedSession.open(manager, session.id)
     writer["n"] = 2
     writer.save()
     assert stale["n"] == 1
@@ -80,7 +70,7 @@ def test_rule4_a_stale_read_only_copy_does_not_undo_a_write(manager: SessionMana
 
 def test_rule3_nested_in_place_edits_are_saved(manager: SessionManager) -> None:
     session = saved_session(manager, cart={"items": ["apple"]})
-    other = manager.open(session.id)
+    other = SharedSession.open(manager, session.id)
     other["cart"]["items"].append("pear")
     assert other.changes() == ({"cart": {"items": ["apple", "pear"]}}, [])
     other.save()
@@ -103,7 +93,7 @@ def test_every_change_of_scalar_only_data_is_saved(
 ) -> None:
     # scalars only and unchanged since the load: the end-of-event check is skipped until a key changes
     session = saved_session(manager, user="ann", n=1)
-    other = manager.open(session.id)
+    other = SharedSession.open(manager, session.id)
     assert not other.dirty and not other.save()
     change(other)
     assert other.dirty
@@ -113,7 +103,7 @@ def test_every_change_of_scalar_only_data_is_saved(
 
 def test_scalar_only_data_changed_inside_and_after_atomic_is_saved(manager: SessionManager) -> None:
     session = saved_session(manager, n=1)
-    other = manager.open(session.id)
+    other = SharedSession.open(manager, session.id)
     other["pending"] = "x"  # an unsaved change re-applied on top of the fresh load
     with other.atomic():
         other["n"] += 1
@@ -130,8 +120,8 @@ def test_scalar_only_data_changed_inside_and_after_atomic_is_saved(manager: Sess
 def test_values_round_trip_exactly(manager: SessionManager) -> None:
     values = {"big": 2**70, "neg": -(2**65), "float": 0.1, "text": "Zoë ✓", "nested": {"list": [1, 1.0, True, None]}}
     session = saved_session(manager, **values)
-    assert dict(manager.open(session.id)) == values
-    assert manager.open(session.id)["nested"]["list"][2] is True
+    assert dict(SharedSession.open(manager, session.id)) == values
+    assert SharedSession.open(manager, session.id)["nested"]["list"][2] is True
 
 
 def test_a_change_of_type_counts_as_a_change(manager: SessionManager) -> None:
@@ -150,14 +140,14 @@ def test_rule6_lock_wait_is_bounded(make_manager: Any) -> None:
     holder_in = gevent.event.Event()
 
     def hold() -> None:
-        with manager.store.lock(session.id):
+        with manager.store.transaction(session.id):
             holder_in.set()
             gevent.sleep(0.3)
 
     holder = gevent.spawn(hold)
     holder_in.wait()
     with pytest.raises(LockTimeout) as info:
-        with manager.open(session.id).atomic():
+        with SharedSession.open(manager, session.id).atomic():
             pass
     assert info.value.timeout == pytest.approx(0.05)
     holder.join()
@@ -178,19 +168,19 @@ def test_value_json_cannot_hold_fails_at_save_and_keeps_old_data(manager: Sessio
 
 def test_a_session_orjson_cannot_snapshot_still_tracks_changes(manager: SessionManager) -> None:
     session = saved_session(manager, big=2**80, n=0)
-    other = manager.open(session.id)
+    other = SharedSession.open(manager, session.id)
     assert not other.dirty
     other["n"] = 1
     assert other.changes() == ({"n": 1}, [])
     other.save()
-    with manager.open(session.id).atomic() as mine:
+    with SharedSession.open(manager, session.id).atomic() as mine:
         mine["big"] += 1
     assert stored(manager, session.id) == {"big": 2**80 + 1, "n": 1}
 
 
 def test_rule7_delete_ends_the_session_and_a_stale_save_raises(manager: SessionManager) -> None:
     session = saved_session(manager, a=1)
-    stale = manager.open(session.id)
+    stale = SharedSession.open(manager, session.id)
     session.delete()
     assert manager.store.read(session.id) is None
     stale["a"] = 2
@@ -207,7 +197,7 @@ def test_invalidate_gives_a_new_empty_session_and_kills_the_old_id(manager: Sess
     session.invalidate()
     assert session.id != old_id and session.is_new and dict(session) == {}
     with pytest.raises(UnknownSession):
-        manager.open(old_id)
+        SharedSession.open(manager, old_id)
     session["b"] = 2
     session.save()
     assert stored(manager, session.id) == {"b": 2}
@@ -239,13 +229,13 @@ def test_rule9_idle_timeout_expires_and_touch_slides_it(make_manager: Any, clock
     manager = make_manager("memory", timeout=100, touch_interval=10)
     session = saved_session(manager, a=1)
     clock.advance(50)
-    assert manager.open(session.id).touch() is True  # due: slides the idle timeout
-    assert manager.open(session.id).touch() is False  # at most once per interval
+    assert SharedSession.open(manager, session.id).touch() is True  # due: slides the idle timeout
+    assert SharedSession.open(manager, session.id).touch() is False  # at most once per interval
     clock.advance(80)
-    assert manager.open(session.id)["a"] == 1
+    assert SharedSession.open(manager, session.id)["a"] == 1
     clock.advance(101)
     with pytest.raises(SessionExpired):
-        manager.open(session.id)
+        SharedSession.open(manager, session.id)
     assert manager.store.read(session.id) is None
 
 
@@ -254,12 +244,12 @@ def test_rule9_absolute_timeout_is_never_extended(make_manager: Any, clock: Cloc
     session = saved_session(manager, a=1)
     for _ in range(3):
         clock.advance(45)
-        touched = manager.open(session.id)
+        touched = SharedSession.open(manager, session.id)
         touched["seen"] = clock.now
         touched.save()
     clock.advance(20)
     with pytest.raises(SessionExpired):
-        manager.open(session.id)
+        SharedSession.open(manager, session.id)
 
 
 def test_lazy_session_with_expired_id_starts_over_with_a_new_id(make_manager: Any, clock: Clock) -> None:
@@ -281,3 +271,44 @@ def test_strict_session_raises_instead_of_starting_over(manager: SessionManager)
 def test_repr_never_shows_the_raw_id(manager: SessionManager) -> None:
     session = saved_session(manager, a=1)
     assert session.id not in repr(session)
+
+
+# -- atomic(): rule 5 ---------------------------------------------------------------
+def test_rule5_atomic_increments_never_lose_an_update(manager: SessionManager) -> None:
+    session = saved_session(manager, n=0)
+
+    def incr() -> None:
+        mine = SharedSession.open(manager, session.id)
+        with mine.atomic():
+            value = mine["n"]
+            gevent.sleep(0.001)  # a forced yield between load and save
+            mine["n"] = value + 1
+
+    gevent.joinall([gevent.spawn(incr) for _ in range(50)], raise_error=True)
+    assert stored(manager, session.id) == {"n": 50}
+
+
+def test_rule5_atomic_keeps_unsaved_changes_and_rolls_back_on_error(manager: SessionManager) -> None:
+    session = saved_session(manager, n=0)
+    session["pending"] = "yes"
+    with pytest.raises(RuntimeError):
+        with session.atomic():
+            session["n"] = 99
+            raise RuntimeError("boom")
+    assert session["n"] == 0 and session["pending"] == "yes"
+    with session.atomic():
+        session["n"] += 1
+        with session.atomic():  # reentrant
+            session["n"] += 1
+    assert stored(manager, session.id) == {"n": 2, "pending": "yes"}
+
+
+@pytest.mark.parametrize("bad", [uuid.UUID(int=7), Color.RED, float("inf"), datetime.date(2026, 1, 1)])
+def test_atomic_save_of_a_value_json_cannot_hold_raises_and_keeps_old_data(manager: SessionManager, bad: Any) -> None:
+    session = saved_session(manager, n=1)
+    with pytest.raises(SessionValueError) as info:
+        with SharedSession.open(manager, session.id).atomic() as mine:
+            mine["n"] += 1
+            mine["bad"] = [bad]
+    assert info.value.key == "bad"
+    assert stored(manager, session.id) == {"n": 1}

@@ -5,8 +5,6 @@ Real files and a real redis-server; greenlets without monkey-patching.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -14,11 +12,13 @@ from typing import Any, Callable
 import gevent
 import pytest
 import redis
-from wsgisession.backends import memory
 
-from tests.servers import free_port, wait_for_port
-from wsgisession.cookies import new_session_id
+from tests.holders import Holder, file_locked
+from tests.servers import Redis
+from wsgisession.backends import memory
+from wsgisession.backends.file import FileNamespaceManager
 from wsgisession.errors import ConfigurationError, LockTimeout, StoreUnavailable
+from wsgisession.ids import new_session_id
 from wsgisession.store import Store
 
 BACKENDS = ["memory", "file", pytest.param("redis", marks=pytest.mark.redis)]
@@ -98,14 +98,14 @@ def test_store_reused_namespace_managers_read_what_another_store_wrote(
 
 
 def test_store_keeps_a_bounded_number_of_namespace_managers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from wsgisession import store as store_module
+    from wsgisession.backends import base
 
-    monkeypatch.setattr(store_module, "_MANAGERS", 8)
+    monkeypatch.setattr(base, "KEPT_MANAGERS", 8)
     store = Store(type="memory")
     ids = [new_session_id() for _ in range(20)]
     for sid in ids:
         store.write(sid, f'{{"id": "{sid}"}}')
-    assert len(store._managers) <= 8
+    assert len(store.backend._managers) <= 8
     assert [store.read(sid) for sid in ids] == [f'{{"id": "{sid}"}}' for sid in ids]
     for sid in ids:
         store.remove(sid)
@@ -140,7 +140,7 @@ def test_store_ids_not_ours_never_reach_a_path_or_key(
     with pytest.raises(ValueError):
         store.remove(bad)
     with pytest.raises(ValueError):
-        with store.lock(bad):
+        with store.transaction(bad):
             pass  # pragma: no cover
     assert stored_anything(store, tmp_path, request) == before
     assert len(store.locks) == 0
@@ -159,10 +159,10 @@ def test_rule6_store_lock_excludes_greenlets_and_other_stores(
     stores[0].write(sid, "0")
 
     def incr(store: Store) -> None:
-        with store.lock(sid):
-            n = int(store.read(sid) or "0")
+        with store.transaction(sid) as txn:
+            n = int(txn.text or "0")
             gevent.sleep(0.001)
-            store.write(sid, str(n + 1))
+            txn.write(str(n + 1))
 
     gevent.joinall([gevent.spawn(incr, stores[n % 2]) for n in range(60)], raise_error=True)
     assert stores[1].read(sid) == "60"
@@ -176,50 +176,37 @@ def test_rule6_store_lock_timeout_is_bounded(backend: str, tmp_path: Path, reque
     first = make_store(backend, tmp_path, request, lock_timeout=5.0)
     second = make_store(backend, tmp_path, request, lock_timeout=0.25)
     sid = new_session_id()
-    with first.lock(sid):
+    with first.transaction(sid):
         started = time.monotonic()
         with pytest.raises(LockTimeout) as caught:
-            with second.lock(sid):
+            with second.transaction(sid):
                 pass  # pragma: no cover
         assert caught.value.timeout == 0.25
         assert 0.24 <= time.monotonic() - started < 0.6
-    with second.lock(sid):
+    with second.transaction(sid):
         pass
     assert len(first.locks) == len(second.locks) == 0
 
 
 def test_store_locking_off_takes_no_lock(tmp_path: Path) -> None:
     store = Store(type="file", data_dir=str(tmp_path), locking=False)
-    with store.lock(new_session_id()):
+    with store.transaction(new_session_id()):
         assert len(store.locks) == 0
         assert not list(tmp_path.rglob("*.lock"))
 
 
 # -- a store that is down ----------------------------------------------------
-def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    assert binary is not None, "redis-server is not installed"
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port, process=process)
-    return process
-
-
 @pytest.mark.redis
 def test_store_down_raises_store_unavailable_and_recovers(tmp_path: Path) -> None:
-    port = free_port()
-    process = start_redis(port, tmp_path)
+    server = Redis(tmp_path)  # without persistence
+    server.start()
     try:
-        store = Store(type="ext:redis", url=f"redis://127.0.0.1:{port}/0", lock_timeout=2.0)
+        store = Store(type="ext:redis", url=server.url, lock_timeout=2.0)
         sid = new_session_id()
         store.write(sid, "{}")
-        with store.lock(sid):
-            assert store.read(sid) == "{}"
-        process.terminate()
-        process.wait(10)
+        with store.transaction(sid) as txn:
+            assert txn.text == "{}"
+        server.stop()
         started = time.monotonic()
         operations: list[Callable[[], object]] = [
             lambda: store.read(sid), lambda: store.write(sid, "{}"), lambda: store.remove(sid)
@@ -229,43 +216,40 @@ def test_store_down_raises_store_unavailable_and_recovers(tmp_path: Path) -> Non
                 operation()
             assert caught.value.backend == "redis" and caught.value.reason == "store_unavailable"
         with pytest.raises(StoreUnavailable):
-            with store.lock(sid):
+            with store.transaction(sid):
                 pass  # pragma: no cover
         assert len(store.locks) == 0
         down = time.monotonic() - started
         print(f"redis down: four operations refused in {down * 1000:.0f} ms")
         assert down < 2.0
-        process = start_redis(port, tmp_path)
-        with store.lock(sid):
-            assert store.read(sid) is None  # a fresh server without persistence
-            store.write(sid, '{"back": true}')
+        server.start()  # on the same port
+        with store.transaction(sid) as txn:
+            assert txn.text is None  # a fresh server without persistence
+            txn.write('{"back": true}')
         assert store.read(sid) == '{"back": true}'
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
 
 
 def test_store_down_at_release_raises_store_unavailable_and_frees_the_lock(tmp_path: Path) -> None:
     """A save staged under the Redis lock is sent at release: the store down then is StoreUnavailable."""
-    port = free_port()
-    process = start_redis(port, tmp_path)
+    server = Redis(tmp_path)  # without persistence
+    server.start()
     try:
-        store = Store(type="ext:redis", url=f"redis://127.0.0.1:{port}/0", lock_timeout=2.0)
+        store = Store(type="ext:redis", url=server.url, lock_timeout=2.0)
         sid = new_session_id()
         with pytest.raises(StoreUnavailable) as caught:
-            with store.lock(sid):
-                store.write(sid, '{"n": 1}')  # staged: written when the lock is released
-                process.terminate()
-                process.wait(10)
+            with store.transaction(sid) as txn:
+                txn.write('{"n": 1}')  # staged: written when the lock is released
+                server.stop()
         assert caught.value.backend == "redis"
         assert len(store.locks) == 0  # the in-process lock is free again
-        process = start_redis(port, tmp_path)
-        entry = store.acquire(sid, 1.0)
-        assert store.read(sid) is None  # nothing half-written
-        store.release(entry)
+        server.start()  # on the same port
+        txn = store.begin(sid, 1.0)
+        assert txn.text is None  # nothing half-written
+        store.finish(txn)
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
 
 
 def test_store_file_root_is_private(tmp_path: Path) -> None:
@@ -276,7 +260,7 @@ def test_store_file_root_is_private(tmp_path: Path) -> None:
     assert modes <= {"0o700", "0o600"}
 
 
-# -- Redis: the lock carries the read and the write ---------------------------
+# -- Redis: the transaction's read and write ride on the lock's round trips ---------
 def redis_calls(url: str) -> dict[str, int]:
     """Calls per command; commands run inside a script count too."""
     stats = redis.Redis.from_url(url).info("commandstats")
@@ -288,21 +272,21 @@ def test_redis_atomic_update_takes_two_round_trips(redis_url: str) -> None:
     store = Store(type="ext:redis", url=redis_url)
     sid = new_session_id()
     store.write(sid, '{"n": 0}')
-    with store.lock(sid):  # loads the scripts once
+    with store.transaction(sid):  # loads the scripts once
         pass
     before = redis_calls(redis_url)
-    with store.lock(sid):
-        assert store.read(sid) == '{"n": 0}'  # read when the lock was taken
-        store.write(sid, '{"n": 1}')
-        assert store.read(sid) == '{"n": 1}'  # the staged write is what this holder sees
+    with store.transaction(sid) as txn:
+        assert txn.text == '{"n": 0}'  # read when the lock was taken
+        txn.write('{"n": 1}')
+        assert txn.text == '{"n": 1}'  # the staged write is what this holder sees
     after = redis_calls(redis_url)
     delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0) and k not in ("hello", "info")}
     # two round trips: SET NX + GET (pipelined in one write), and EVALSHA (GET token + SET + DEL)
     assert delta == {"evalsha": 1, "set": 2, "get": 2, "del": 1}
     assert store.read(sid) == '{"n": 1}'
-    with store.lock(sid):
-        store.remove(sid)
-        assert store.read(sid) is None
+    with store.transaction(sid) as txn:
+        txn.remove()
+        assert txn.text is None
     assert store.read(sid) is None
 
 
@@ -313,8 +297,70 @@ def test_redis_save_after_the_lock_expired_writes_nothing(redis_url: str) -> Non
     store.write(sid, "old")
     client = redis.Redis.from_url(redis_url)
     with pytest.raises(LockTimeout, match="expired before the save"):
-        with store.lock(sid):
+        with store.transaction(sid) as txn:
             client.delete(f"wsgisession-lock:{sid}")  # as if a pause outlived the TTL
             client.set(f"wsgisession-lock:{sid}", "someone else")
-            store.write(sid, "stale")
+            txn.write("stale")
     assert store.read(sid) == "old"
+
+
+# -- the store: the in-process lock, then the backend's cross-process lock ------------
+def file_lock_path(store: Store, sid: str) -> Path:
+    manager = store.backend.manager(sid)
+    assert isinstance(manager, FileNamespaceManager)
+    return Path(manager.lock_path(create_directories=False))
+
+
+def test_rule6_transactions_are_reentrant_and_the_outermost_holds_the_store_lock(tmp_path: Path) -> None:
+    store = Store(type="file", data_dir=str(tmp_path), lock_timeout=1.0)
+    sid = new_session_id()
+    path = file_lock_path(store, sid)
+
+    def nested() -> bool:
+        with store.transaction(sid) as outer:
+            with store.transaction(sid) as inner:
+                with store.transaction(sid, timeout=0.0) as innermost:
+                    assert file_locked(path)
+                    assert outer is inner is innermost  # one transaction per holder
+            assert file_locked(path), "an inner exit must not release the store lock"
+            return len(store.locks) == 1
+
+    assert gevent.spawn(nested).get(timeout=5)
+    assert not path.exists()
+    assert len(store.locks) == 0
+
+
+def test_rule6_transactions_free_their_locks_when_idle(tmp_path: Path) -> None:
+    store = Store(type="file", data_dir=str(tmp_path), lock_timeout=0.05)
+    ids = [new_session_id() for _ in range(7)]
+
+    def use(n: int) -> None:
+        try:
+            with store.transaction(ids[n % 7]):
+                gevent.sleep(0.001 * (n % 3))
+                if n % 5 == 0:
+                    raise KeyError(n)
+        except (KeyError, LockTimeout):
+            pass
+
+    gevent.joinall([gevent.spawn(use, n) for n in range(200)], raise_error=True)
+    assert len(store.locks) == 0
+    assert not list(tmp_path.rglob("*.lock"))
+
+
+def test_rule6_a_transaction_times_out_on_a_store_lock_held_elsewhere(tmp_path: Path) -> None:
+    store = Store(type="file", data_dir=str(tmp_path), lock_timeout=0.3)
+    sid = new_session_id()
+    path = file_lock_path(store, sid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = Holder("file", str(path), 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(LockTimeout) as caught:
+            with store.transaction(sid):
+                pass  # pragma: no cover
+        assert caught.value.timeout == 0.3  # the whole wait, not what was left of it
+        assert 0.29 <= time.monotonic() - started < 0.6
+        assert len(store.locks) == 0
+    finally:
+        holder.close()

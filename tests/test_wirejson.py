@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import enum
 import json
 import math
 import uuid
@@ -15,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio import packet
 
+from tests.helpers import Color
 from wsgisession import wirejson
 
 COMPACT = {"separators": (",", ":")}
@@ -99,9 +99,6 @@ def test_dumps_of_values_orjson_would_write_differently_falls_back() -> None:
 
 
 def test_dumps_differs_only_as_documented() -> None:
-    class Color(enum.Enum):
-        RED = "red"
-
     assert wirejson.dumps(["\u00e9"], **COMPACT) == '["\u00e9"]'  # UTF-8, not \\u00e9: the same string
     assert wirejson.dumps([math.nan, math.inf], **COMPACT) == "[null,null]"
     assert wirejson.dumps([uuid.UUID(int=1), Color.RED], **COMPACT) == (
@@ -124,7 +121,7 @@ def test_socketio_packets_encode_and_decode_through_it() -> None:
 
 
 def test_make_app_encodes_packets_with_it_unless_told_not_to() -> None:
-    from tests.servers import SECRET
+    from tests.helpers import SECRET
     from wsgisession import make_app
 
     try:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar, overload
 
 import socketio
 from engineio import json as engineio_json
@@ -41,42 +42,76 @@ from .middleware import SessionMiddleware
 from .origins import CorsHeaders, OriginPolicy
 from .namespace import SessionNamespace
 from .realtime import SessionSockets
+from .ids import Fingerprint
+from .session import SharedSession
 from .store import Store
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+H = TypeVar("H", bound=Callable[..., Any])
+
 
 class WsgiSessionApp:
     """The composed WSGI callable: ``/socket.io/`` to Socket.IO, the rest to the app."""
 
-    def __init__(self, app: WSGIApplication, *, manager: SessionManager, sockets: SessionSockets,
-                 socketio_path: str = "socket.io", max_message_size: int | None = 1_000_000) -> None:
+    def __init__(self, app: WSGIApplication, *, sockets: SessionSockets, socketio_path: str = "socket.io",
+                 max_message_size: int | None = 1_000_000) -> None:
         self.app = app
         #: the largest websocket frame or polling body accepted (read by our server handler)
         self.max_message_size = max_message_size
         self.socketio_path = socketio_path
-        self.manager = manager
         self.sockets = sockets
+        self.manager = sockets.manager
+        self.cookie = sockets.cookie
         self.sio = sockets.sio
-        self.middleware = SessionMiddleware(app, manager=manager)
         self.exchange = sockets.exchange
+        self.middleware = SessionMiddleware(app, manager=self.manager, cookie=self.cookie)
         wsgi: WSGIApplication = socketio.WSGIApp(
             self.sio, self.exchange.wrap(self.middleware), socketio_path=socketio_path
         )
         if sockets.origins.allowed is not None:
             wsgi = CorsHeaders(wsgi, policy=sockets.origins)
         self.wsgi = wsgi
-        self.on = sockets.on
-        self.register_namespace = sockets.register_namespace
-        self.emit_to_session = sockets.emit_to_session
-        self.disconnect_session = sockets.disconnect_session
-        self.sockets_of = sockets.sockets_of
-        self.start_session = sockets.start_session
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ["wsgisession.app"] = self  # views reach emit_to_session() and friends here
         return self.wsgi(environ, start_response)
+
+    # -- the Socket.IO side, for the app's code -------------------------------
+    @overload
+    def on(self, event: str, handler: H, *, namespace: str = "/") -> H: ...
+
+    @overload
+    def on(self, event: str, handler: None = None, *, namespace: str = "/") -> Callable[[H], H]: ...
+
+    def on(self, event: str, handler: H | None = None, *, namespace: str = "/") -> H | Callable[[H], H]:
+        """Register ``handler(sid, session, *args)`` for ``event`` (also as a decorator)."""
+        return self.sockets.on(event, handler, namespace=namespace)
+
+    def register_namespace(self, namespace_handler: SessionNamespace) -> None:
+        """Register a class-based :class:`~wsgisession.namespace.SessionNamespace`."""
+        self.sockets.register_namespace(namespace_handler)
+
+    def emit_to_session(self, session_id: str, event: str, data: Any = None, *, namespace: str = "/") -> None:
+        """Emit to every socket of a session (every tab, every worker)."""
+        self.sockets.emit_to_session(session_id, event, data, namespace=namespace)
+
+    def disconnect_session(self, session_id: str, *, reason: str = "disconnected") -> None:
+        """Send ``session_ended`` to every socket of a session, in every process, and disconnect them."""
+        self.sockets.disconnect_session(session_id, reason=reason)
+
+    def sockets_of(self, session_id: str, *, namespace: str = "/") -> list[str]:
+        """The sids of this process's sockets bound to a session."""
+        return self.sockets.sockets_of(session_id, namespace=namespace)
+
+    def start_session(self, sid: str, *, namespace: str = "/") -> SharedSession:
+        """Start a session for an anonymous socket, from its handler (its page gets the cookie)."""
+        return self.sockets.start_session(sid, namespace=namespace)
+
+    def session(self, sid: str) -> AbstractContextManager[SharedSession]:
+        """``with app.session(sid) as session:``, a socket's session outside its handlers, saved at the end."""
+        return self.sockets.session(sid)
 
 
 def _not_found(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -161,7 +196,7 @@ def make_app(
                   locking=locking)
     manager = SessionManager(
         store=store,
-        cookie=cookie,
+        fingerprint=Fingerprint(secret=secret),  # type: ignore[arg-type]  # the cookie refused None already
         timeout=timeout,
         absolute_timeout=absolute_timeout,
         touch_interval=touch_interval,
@@ -179,15 +214,16 @@ def make_app(
     options.setdefault("json", wirejson if fast_json else engineio_json)
     sockets = SessionSockets(
         manager=manager,
+        cookie=cookie,
         origins=OriginPolicy(allowed_origins=allowed_origins, allow_missing_origin=allow_missing_origin),
         exchange=CookieExchange(
-            manager=manager, path=cookie_exchange_path, client_path=client_js_path, ttl=cookie_token_ttl
+            manager=manager, cookie=cookie, path=cookie_exchange_path, client_path=client_js_path, ttl=cookie_token_ttl
         ),
         allow_anonymous=allow_anonymous,
         sweep_interval=sweep_interval,
         **options,
     )
-    composed = WsgiSessionApp(app or _not_found, manager=manager, sockets=sockets, socketio_path=socketio_path,
+    composed = WsgiSessionApp(app or _not_found, sockets=sockets, socketio_path=socketio_path,
                               max_message_size=max_message_size)
     install_handlers(composed, handlers)
     return composed

@@ -37,13 +37,14 @@ from typing import TYPE_CHECKING, Any, Iterable
 import orjson
 from werkzeug.wrappers import Request, Response
 
-from .cookies import is_session_id
+from .ids import is_session_id
 from .errors import CookieExchangeRefused, StoreUnavailable
 from .origins import is_same_origin_request
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from .cookies import SessionCookie
     from .manager import SessionManager
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,13 @@ class CookieExchange:
         self,
         *,
         manager: SessionManager,
+        cookie: SessionCookie,
         path: str = "/wsgisession/cookie",
         client_path: str = "/wsgisession/client.js",
         ttl: int = 30,
     ) -> None:
         self.manager = manager
+        self.cookie = cookie
         self.path = path
         self.client_path = client_path
         self.ttl = ttl
@@ -93,10 +96,10 @@ class CookieExchange:
         assert isinstance(token, str)
         key = _record_id(token)
         store = self.manager.store
-        with store.lock(key):  # two exchanges of one token: the second finds nothing
-            text = store.read(key)
+        with store.transaction(key) as txn:  # two exchanges of one token: the second finds nothing
+            text = txn.text
             if text is not None:
-                store.remove(key)
+                txn.remove()
         if text is None:
             raise CookieExchangeRefused("the token is unknown or was used already", reason="bad_token")
         try:
@@ -150,7 +153,7 @@ class CookieExchange:
             return _answer(503, {"error": "store_unavailable"}, retry_after=True)
         log.info("cookie exchange: session %s reached the browser", self.manager.fingerprint(session_id))
         response = _answer(204, None)
-        response.headers.add(*self.manager.cookie.set_header(session_id))
+        response.headers.add(*self.cookie.set_header(session_id))
         return response
 
     def _redeem_request(self, environ: WSGIEnvironment) -> str:

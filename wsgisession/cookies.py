@@ -1,65 +1,29 @@
 """The session cookie: tolerant parsing, signature check, id format check.
 
-The cookie's value is ``<id>.<signature>``: the id is 32 random bytes in
-URL-safe base64 (43 characters), the signature an HMAC made by itsdangerous
-with the application's secret. Only ids this server issued and signed are
-accepted, and an id is format-checked before anything builds a store key or a
-path from it.
+The cookie's value is ``<id>.<signature>``: the id (:mod:`wsgisession.ids`),
+and an HMAC-SHA256 signature made by itsdangerous with the application's
+secret. Only ids this server issued and signed are accepted, and an id is
+format-checked before anything builds a store key or a path from it.
 
-    >>> cookie = SessionCookie(secret="x" * 32)
-    >>> sid = new_session_id()
-    >>> cookie.unsign(cookie.sign(sid)) == sid
+    >>> cookie = SessionCookie(secret="abcdefgh" * 4)
+    >>> cookie.unsign(cookie.sign("A" * 43)) == "A" * 43
     True
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
-import re
-import secrets
 from typing import TYPE_CHECKING, Literal, Sequence
 
 import itsdangerous
 from werkzeug.http import dump_cookie, parse_cookie
 
 from .errors import BadSignature, ConfigurationError, NoCookie
+from .ids import check_secret, is_session_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
 SameSite = Literal["Lax", "Strict", "None"]
-
-_ID = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
-MIN_SECRET_LENGTH = 32
-
-
-def new_session_id() -> str:
-    """Return a fresh, unguessable session id (256 random bits)."""
-    return secrets.token_urlsafe(32)
-
-
-def is_session_id(value: object) -> bool:
-    """Tell whether ``value`` has the exact shape of an id we issue."""
-    return isinstance(value, str) and _ID.match(value) is not None
-
-
-def check_secret(secret: str | Sequence[str] | None) -> list[str]:
-    """Return the secrets as a list (newest last), refusing weak ones."""
-    if secret is None or secret == "" or secret == []:
-        raise ConfigurationError(
-            "a secret is required: set 'beaker.session.secret' (or secret=...) to a "
-            f"random string of at least {MIN_SECRET_LENGTH} characters, for example "
-            "the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
-            key="secret",
-        )
-    secrets_ = [secret] if isinstance(secret, str) else list(secret)
-    for value in secrets_:
-        if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH or len(set(value)) < 8:
-            raise ConfigurationError(
-                f"the secret is too weak: use at least {MIN_SECRET_LENGTH} random characters",
-                key="secret",
-            )
-    return secrets_
 
 
 class SessionCookie:
@@ -85,7 +49,6 @@ class SessionCookie:
                 value=samesite,
             )
         self._signer = itsdangerous.Signer(keys, salt="wsgisession.cookie", digest_method=hashlib.sha256)
-        self._fingerprint_key = hashlib.sha256(("wsgisession.fingerprint" + keys[-1]).encode()).digest()
         self.name = name
         self.path = path
         self.domain = domain
@@ -129,10 +92,6 @@ class SessionCookie:
                 error = exc
         assert error is not None
         raise error
-
-    def fingerprint(self, session_id: str) -> str:
-        """A short keyed hash of an id: safe for logs and room names."""
-        return hmac.new(self._fingerprint_key, session_id.encode(), hashlib.sha256).hexdigest()[:16]
 
     def set_header(self, session_id: str) -> tuple[str, str]:
         """The ``Set-Cookie`` header that hands ``session_id`` to the client."""

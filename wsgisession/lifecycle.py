@@ -12,23 +12,41 @@ silent.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import gevent
+import socketio
 
 from .errors import WsgiSessionError
 from .fanout import LifecycleRedisManager, publish
-
-if TYPE_CHECKING:
-    from .realtime import SessionSockets
+from .manager import SessionManager
 
 log = logging.getLogger(__name__)
+
+
+class Sockets(Protocol):
+    """What the lifecycle needs of the Socket.IO side (:class:`wsgisession.realtime.SessionSockets`)."""
+
+    sio: socketio.Server
+    manager: SessionManager
+
+    def room(self, session_id: str) -> str: ...
+
+    def namespaces(self) -> list[str]: ...
+
+    def bound_sessions(self) -> set[str]: ...
+
+    def end_socket(self, namespace: str, sid: str, reason: str) -> None: ...
+
+    def rebind(self, old_id: str, new_id: str) -> None: ...
+
+    def forget_touch(self, session_id: str | None = None) -> None: ...
 
 
 class Lifecycle:
     """Ends, rebinds and sweeps the sockets of sessions."""
 
-    def __init__(self, sockets: SessionSockets, *, sweep_interval: float | None = 30.0) -> None:
+    def __init__(self, sockets: Sockets, *, sweep_interval: float | None = 30.0) -> None:
         self.sockets = sockets
         self.sweep_interval = sweep_interval
         self._sweeper: gevent.Greenlet[[], None] | None = None
@@ -58,13 +76,7 @@ class Lifecycle:
                 for sid, _ in list(sockets.sio.manager.get_participants(namespace, room)):
                     sockets.end_socket(namespace, sid, reason)
         elif event == "rotated":
-            old_id, new_id = str(payload["old"]), str(payload["new"])
-            bindings = sockets.bindings()
-            for sid, (namespace, bound) in list(bindings.items()):
-                if bound == old_id:
-                    bindings[sid] = (namespace, new_id)
-                    sockets.sio.leave_room(sid, sockets.room(old_id), namespace=namespace)
-                    sockets.sio.enter_room(sid, sockets.room(new_id), namespace=namespace)
+            sockets.rebind(str(payload["old"]), str(payload["new"]))
 
     # -- expiry sweep ----------------------------------------------------
     def start_sweeper(self) -> None:
@@ -79,7 +91,7 @@ class Lifecycle:
 
     def _sweep_forever(self) -> None:
         assert self.sweep_interval
-        while self.sockets.bindings():
+        while self.sockets.bound_sessions():
             gevent.sleep(self.sweep_interval)
             try:
                 self.sweep()
@@ -91,7 +103,7 @@ class Lifecycle:
         manager = self.sockets.manager
         self.sockets.forget_touch()  # entries past the touch interval serve nothing
         ended = 0
-        for session_id in {bound for _, bound in list(self.sockets.bindings().values())}:
+        for session_id in self.sockets.bound_sessions():
             if manager.read(session_id) is not None:
                 continue
             if manager.store.read(session_id) is not None:

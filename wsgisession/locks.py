@@ -1,33 +1,50 @@
-"""Session locks in one process: a reentrant gevent lock per session id.
+"""Session locks: a reentrant gevent lock per session id, and the locks that serialize processes.
 
 :class:`LockRegistry` keeps one lock per session id while anybody holds or
-waits for it, and up to ``KEPT_ENTRIES`` idle ones for reuse (an uncontended
-lock is then a few attribute updates; a gevent semaphore serves the waits). The
-first holder in a process also takes a *store lock* that serializes processes
-(:mod:`wsgisession.store_locks`: a polled file lock, or a Redis lock with a TTL).
-Every wait is bounded and ends in :class:`~wsgisession.errors.LockTimeout`.
+waits for it, and up to ``KEPT_ENTRIES`` idle ones for reuse: an uncontended
+lock is a few attribute updates, a gevent semaphore serves the waits. The
+store (:mod:`wsgisession.store`) takes it first, then, as its outermost holder
+in the process, its backend's transaction, which takes a *store lock* shared by
+every process of the store:
 
-    registry = LockRegistry(timeout=5.0, store_lock=lambda sid: FileLock(path_for(sid)))
-    with registry.hold(session_id):
+- :class:`FileLock`: a non-blocking ``flock`` polled with gevent sleeps, never a
+  blocking call that would freeze the process;
+- :class:`RedisLock`: a Redis key with a short TTL, renewed while held, so a
+  holder that dies frees it within the TTL.
+
+All of them have one API, ``acquire(timeout)`` and ``release()``, and every
+wait is bounded and ends in :class:`~wsgisession.errors.LockTimeout`. A lock
+does no I/O of the data it guards; the Redis lock can carry one command of its
+holder's in the round trip that takes it and one write in the round trip that
+releases it (so an atomic update costs two round trips), and the write happens
+only if the lock is still held.
+
+    registry = LockRegistry(timeout=5.0)
+    entry = registry.acquire(session_id)
+    try:
         ...  # load, modify, save
+    finally:
+        registry.release(entry)
 """
 from __future__ import annotations
 
+import errno
+import fcntl
+import logging
+import os
 import time
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
+import gevent
 import gevent.lock
 from gevent import getcurrent
 
 from .errors import LockTimeout
 
+if TYPE_CHECKING:
+    import redis
 
-class StoreLock(Protocol):
-    """A lock shared by every process using the same store."""
-
-    def acquire(self, timeout: float) -> None: ...
-
-    def release(self) -> None: ...
+log = logging.getLogger(__name__)
 
 
 def _timeout_message(timeout: float) -> str:
@@ -44,25 +61,26 @@ class Entry:
     A lock nobody else holds or waits for is taken *bare*, without the
     semaphore: the first greenlet that comes to wait takes the semaphore on the
     holder's behalf, so waiting and handing over always go through it.
+    ``held`` is the holder's own: the store keeps the backend transaction there.
     """
 
-    __slots__ = ("semaphore", "owner", "users", "depth", "store_lock", "bare")
+    __slots__ = ("semaphore", "owner", "users", "depth", "bare", "held", "waited")
 
     def __init__(self) -> None:
         self.semaphore = gevent.lock.Semaphore(1)
         self.owner: object = None
         self.users = 0  # holders and waiters: an entry with none is idle (and may be dropped)
         self.depth = 0
-        self.store_lock: StoreLock | None = None
         self.bare = False  # held without the semaphore (then its count is 1 and nobody waits on it)
+        self.held: Any = None
+        self.waited = 0.0  # seconds the last holder waited for it (0 when it was taken bare)
 
 
 class LockRegistry:
-    """One reentrant lock per session id, plus the store's cross-process lock."""
+    """One reentrant lock per session id, for the greenlets of this process."""
 
-    def __init__(self, *, timeout: float, store_lock: Callable[[str], StoreLock] | None = None) -> None:
+    def __init__(self, *, timeout: float) -> None:
         self.timeout = timeout
-        self._store_lock = store_lock
         self._entries: dict[str, Entry] = {}  # held, waited for, or idle (see _entry)
         self._sweep_at = KEPT_ENTRIES
 
@@ -74,71 +92,46 @@ class LockRegistry:
         """The number of entries in memory (held, waited for, or idle and kept for reuse)."""
         return len(self._entries)
 
-    def held(self, key: str) -> StoreLock | None:
-        """The store lock of ``key`` if the current greenlet holds it."""
-        entry = self._entries.get(key)
-        if entry is None or entry.store_lock is None or entry.owner is not getcurrent():
-            return None
-        return entry.store_lock
-
-    def hold(self, key: str, timeout: float | None = None) -> Hold:
-        """Hold the lock of ``key`` (a context manager); reentrant within one greenlet."""
-        return Hold(self, key, self.timeout if timeout is None else timeout)
-
     def acquire(self, key: str, timeout: float | None = None) -> Entry:
         """Take the lock of ``key`` (reentrant within one greenlet); :meth:`release` the entry it returns.
 
-        :meth:`hold` is the usual form; this pair spares a context manager on hot paths.
+        ``entry.depth`` is 1 for the outermost holding; ``entry.waited`` is how long it waited.
         """
         entry = self._entries.get(key) or self._entry(key)
         current = getcurrent()
-        if entry.owner is current:  # reentrant: the outermost holding has the locks
+        if entry.owner is current:  # reentrant
             entry.users += 1
             entry.depth += 1
-        elif not entry.users and self._store_lock is None:  # nobody holds or waits: the usual case
-            entry.users, entry.owner, entry.depth, entry.bare = 1, current, 1, True
+        elif not entry.users:  # nobody holds or waits: the usual case
+            entry.users, entry.owner, entry.depth, entry.bare, entry.waited = 1, current, 1, True, 0.0
         else:
             entry.users += 1
             if entry.bare:  # take the semaphore for the bare holder, then wait for it like everybody
                 taken = entry.semaphore.acquire(False)
                 assert taken, "a bare lock's semaphore is free"
                 entry.bare = False
-            self._wait(key, entry, current, self.timeout if timeout is None else timeout)
+            timeout = self.timeout if timeout is None else timeout
+            started = time.monotonic()
+            try:
+                if not entry.semaphore.acquire(timeout=timeout):
+                    raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+            except BaseException:
+                entry.users -= 1
+                raise
+            entry.owner, entry.depth, entry.waited = current, 1, time.monotonic() - started
         return entry
 
     def release(self, entry: Entry) -> None:
-        """Give back one holding taken by :meth:`acquire` (the last one releases the locks)."""
+        """Give back one holding taken by :meth:`acquire`."""
         entry.depth = depth = entry.depth - 1
+        entry.users -= 1
         if depth:
-            entry.users -= 1
             return
+        entry.owner = None
         if entry.bare:  # nobody came to wait: the semaphore was never taken
-            entry.owner, entry.bare = None, False
-            entry.users -= 1
-            return
-        store_lock = entry.store_lock
-        try:
-            if store_lock is not None:
-                entry.store_lock = None
-                store_lock.release()  # may raise: a staged save that failed
-        finally:
-            entry.owner = None
-            entry.users -= 1
+            entry.bare = False
+        else:
             entry.semaphore.release()
-
-    def _wait(self, key: str, entry: Entry, current: object, timeout: float) -> None:
-        """Take the in-process lock, waiting at most ``timeout``, then the store lock if any."""
-        store_lock_for = self._store_lock
-        started = time.monotonic() if store_lock_for is not None else 0.0
-        try:
-            if not entry.semaphore.acquire(timeout=timeout):
-                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
-            entry.owner, entry.depth = current, 1
-            if store_lock_for is not None:
-                _take_store_lock(key, entry, store_lock_for, timeout, started + timeout)
-        except BaseException:
-            entry.users -= 1
-            raise
 
     def _entry(self, key: str) -> Entry:
         """A new entry for ``key``; first drops the idle ones if there are too many.
@@ -155,37 +148,174 @@ class LockRegistry:
         return entry
 
 
-def _take_store_lock(
-    key: str, entry: Entry, store_lock_for: Callable[[str], StoreLock], timeout: float, deadline: float
-) -> None:
-    """Take the cross-process lock too (the in-process one is ours); release both on failure."""
-    try:
-        store_lock = store_lock_for(key)
+# -- the locks that serialize processes -----------------------------------------
+_POLL_MIN = 0.002
+_POLL_MAX = 0.02
+
+
+def _backoff(poll: float) -> float:
+    gevent.sleep(poll)
+    return min(poll * 2, _POLL_MAX)
+
+
+class FileLock:
+    """An exclusive lock on a file, polled without ever blocking the process.
+
+    The lock file is removed on release; a waiter that locked a file which was
+    removed meanwhile notices it (inode check) and tries again. The kernel
+    drops the lock of a process that dies.
+    """
+
+    def __init__(self, path: str, *, make_directory: Callable[[], None] | None = None) -> None:
+        self.path = path
+        self._make_directory = make_directory  # called if the lock's directory does not exist yet
+        self._fd: int | None = None
+
+    def _open(self) -> int:
         try:
-            store_lock.acquire(max(0.0, deadline - time.monotonic()))
-        except LockTimeout as exc:  # report the whole wait, not what was left of it
-            raise LockTimeout(_timeout_message(timeout), timeout=timeout) from exc
-    except BaseException:
-        entry.owner, entry.depth = None, 0
-        entry.semaphore.release()
-        raise
-    entry.store_lock = store_lock
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            if self._make_directory is None:
+                raise
+            self._make_directory()
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def acquire(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        poll = _POLL_MIN
+        while True:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            else:
+                try:
+                    same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    self._fd = fd
+                    return
+                os.close(fd)
+                continue
+            if time.monotonic() >= deadline:
+                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+            poll = _backoff(poll)
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)  # closing the last descriptor drops the flock
 
 
-class Hold:
-    """One holding of a registry lock, as a context manager."""
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+# KEYS: the lock, the key written; ARGV: token, operation ('' | 'set' | 'del'), value, expiry seconds ('' for none)
+_RELEASE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == 'set' then
+  if ARGV[4] ~= '' then redis.call('set', KEYS[2], ARGV[3], 'EX', ARGV[4]) else redis.call('set', KEYS[2], ARGV[3]) end
+elseif ARGV[2] == 'del' then
+  redis.call('del', KEYS[2])
+end
+redis.call('del', KEYS[1])
+return 1
+"""
 
-    __slots__ = ("registry", "key", "timeout", "entry")
 
-    entry: Entry  # set by __enter__
+def _scripts(client: redis.Redis[bytes]) -> tuple[Any, Any]:
+    """The lock's Lua scripts, registered once per client (then run by SHA), kept on the client."""
+    scripts: tuple[Any, Any] | None = getattr(client, "_wsgisession_lock_scripts", None)
+    if scripts is None:
+        scripts = (client.register_script(_RENEW), client.register_script(_RELEASE))
+        setattr(client, "_wsgisession_lock_scripts", scripts)  # noqa: B010
+    return scripts
 
-    def __init__(self, registry: LockRegistry, key: str, timeout: float) -> None:
-        self.registry = registry
-        self.key = key
-        self.timeout = timeout
 
-    def __enter__(self) -> None:
-        self.entry = self.registry.acquire(self.key, self.timeout)
+class RedisLock:
+    """A Redis lock with a short TTL, renewed while held (every third of the TTL).
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.registry.release(self.entry)
+    ``acquire(timeout, read=KEY)`` also reads ``KEY`` in the same write that
+    takes the lock (``SET NX PX`` and ``GET``, pipelined) and returns its value;
+    ``release(write=(operation, KEY, value, expiry))`` sets (``"set"``) or
+    deletes (``"del"``) ``KEY`` in the script that releases the lock, only if
+    the lock is still ours: a holder that lost it (a pause longer than the TTL)
+    writes nothing and gets :class:`~wsgisession.errors.LockTimeout`.
+    """
+
+    def __init__(self, client: redis.Redis[bytes], name: str, *, ttl: float) -> None:
+        from .redis_commands import commands_for  # redis is an optional extra
+
+        self._commands = commands_for(client)
+        self._renew_script, self._release_script = _scripts(client)
+        self._name = name
+        self._ttl = ttl
+        self._token = os.urandom(16).hex()
+        self._timer: Any = None
+
+    def acquire(self, timeout: float, *, read: str | None = None) -> Any:
+        """Take the lock (waiting at most ``timeout``); the value of ``read`` if given."""
+        deadline = time.monotonic() + timeout
+        poll = _POLL_MIN
+        ttl_ms = str(max(1, int(self._ttl * 1000)))
+        take = ("SET", self._name, self._token, "NX", "PX", ttl_ms)
+        while True:
+            if read is None:
+                taken, value = self._commands.execute(*take), None
+            else:
+                taken, value = self._commands.execute_many(take, ("GET", read))
+            if taken is not None:
+                break
+            if time.monotonic() >= deadline:
+                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+            poll = _backoff(poll)
+        self._timer = gevent.get_hub().loop.timer(self._ttl / 3, self._ttl / 3)
+        self._timer.start(lambda: gevent.spawn(self._renew))
+        return value
+
+    def _renew(self) -> None:
+        if self._timer is None:
+            return  # released meanwhile
+        try:
+            renewed = self._renew_script(keys=[self._name], args=[self._token, str(int(self._ttl * 1000))])
+        except Exception as exc:  # Redis unreachable: try again, it may still be ours
+            if self._timer is not None:
+                log.warning("could not renew a session lock: %s", exc)
+            return
+        if not renewed and self._timer is not None:
+            log.warning("a session lock expired while held; stopped renewing it")
+            self._stop_timer()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+
+    def release(self, *, write: tuple[str, str, str, str] | None = None) -> None:
+        """Free the lock; with ``write`` (operation, key, value, expiry seconds or ""), apply it first if still ours."""
+        self._stop_timer()
+        operation, key, value, expiry = write or ("", self._name, "", "")
+        try:
+            released = self._commands.run_script(
+                self._release_script, [self._name, key], [self._token, operation, value, expiry]
+            )
+        except Exception as exc:
+            if operation:
+                raise  # the write did not happen: the caller must know
+            log.warning("could not release a session lock (it expires within %.3gs): %s", self._ttl, exc)
+            return
+        if not released:
+            log.warning("a session lock expired before it was released")
+            if operation:
+                raise LockTimeout("the session lock expired before the save; nothing was written", timeout=self._ttl)

@@ -1,76 +1,44 @@
-"""The session manager: one place that knows ids, records, expiry and events.
+"""The session manager: ids and their records, expiry, rotation and endings.
 
-A record is the JSON text ``{"created": t, "accessed": t, "data": {...}}``.
-:class:`SessionManager` turns ids into :class:`~wsgisession.session.SharedSession`
-objects and back, enforces the idle and absolute timeouts, and tells its
-listeners (the Socket.IO side) when a session ends or changes id. It knows
-nothing of HTTP or Socket.IO.
+:class:`SessionManager` reads and writes session records
+(:mod:`wsgisession.records`) in the :class:`~wsgisession.store.Store`,
+enforces the idle and absolute timeouts, moves a session to a new id, and
+tells its listeners (the Socket.IO side) when a session ended or changed id,
+only once the change is committed to the store. It knows nothing of HTTP,
+cookies or Socket.IO; :class:`~wsgisession.session.SharedSession` is built
+on it.
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
-from . import codec
-from .atomic import merge
-from .cookies import SessionCookie, new_session_id
-from .errors import SessionExpired, SessionValueError, UnknownSession
-from .record_cache import RecordCache
+from .backends.base import Transaction
+from .errors import SessionExpired, UnknownSession
+from .jsondata import snapshot as _snapshot
+from .records import Record, Records, merge
 from .store import Store
-
-if TYPE_CHECKING:
-    from .session import SharedSession
 
 log = logging.getLogger(__name__)
 
-security_log = logging.getLogger("wsgisession.security")
-
 
 class Listener(Protocol):
-    """What the manager tells about sessions' lives."""
+    """What the manager tells about sessions' lives (after the store has committed the change)."""
 
     def session_ended(self, session_id: str, reason: str) -> None: ...
 
     def session_rotated(self, old_id: str, new_id: str) -> None: ...
 
 
-class Record:
-    """A decoded session record (built with positional arguments on the hot path: they cost less).
-
-    ``snapshot`` and ``flat`` describe ``data`` as the manager last read or
-    wrote it: :func:`~wsgisession.codec.snapshot` of it if that is exact
-    (else ``None``), and whether it is scalars only
-    (:func:`~wsgisession.codec.is_flat`). They are stale once ``data`` changes.
-    """
-
-    __slots__ = ("created", "accessed", "data", "snapshot", "flat")
-
-    def __init__(
-        self, created: float, accessed: float, data: dict[str, Any], snapshot: bytes | None = None, flat: bool = False
-    ) -> None:
-        self.created = created
-        self.accessed = accessed
-        self.data = data
-        self.snapshot = snapshot
-        self.flat = flat
-
-
-class _Blank(Record):
-    """A :class:`Record` made without running ``__init__`` (half the cost; the maker sets every slot)."""
-
-    __slots__ = ()
-    __init__ = object.__init__
-
-
 class SessionManager:
-    """Creates, loads, saves and ends sessions for both HTTP and sockets."""
+    """Loads, saves, moves and ends session records for both HTTP and sockets."""
 
     def __init__(
         self,
         *,
         store: Store,
-        cookie: SessionCookie,
+        fingerprint: Callable[[str], str],
         timeout: int | None = None,
         absolute_timeout: int | None = None,
         touch_interval: int = 60,
@@ -78,34 +46,16 @@ class SessionManager:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.cookie = cookie
+        self.fingerprint = fingerprint  # a keyed hash of ids: what logs and room names show
         self.timeout = timeout
         self.absolute_timeout = absolute_timeout
         self.touch_interval = touch_interval
         self.autosave = autosave
         self.clock = clock
         self.listeners: list[Listener] = []
-        self.records = RecordCache()
+        self.records = Records(fingerprint=fingerprint)
 
     # -- records ---------------------------------------------------------
-    def _error(self, record: Record, exc: Exception) -> SessionValueError:
-        """What cannot be stored as JSON, by key (for a SessionValueError)."""
-        for key, value in record.data.items():
-            try:
-                codec.strict(value)
-            except (TypeError, ValueError):
-                return SessionValueError(f"session[{key!r}] cannot be stored as JSON ({exc}); nothing was saved", key=key)
-            if not isinstance(key, str):
-                return SessionValueError(f"session key {key!r} is not a string; nothing was saved", key=str(key))
-        return SessionValueError(f"the session cannot be stored as JSON: {exc}", key="")
-
-    def decode(self, text: str) -> Record:
-        raw = codec.decode_record(text)
-        data = raw["data"]
-        if not isinstance(data, dict):
-            raise ValueError("a session's data is a JSON object")
-        return Record(float(raw["created"]), float(raw["accessed"]), data)
-
     def ttl(self, record: Record) -> int | None:
         """How long the store may keep a record: past it, it is expired anyway."""
         limits = []
@@ -122,43 +72,31 @@ class SessionManager:
             return True
         return bool(self.absolute_timeout and now - record.created > self.absolute_timeout)
 
-    def _parse(self, session_id: str, text: str | None) -> Record | None:
-        """The record of ``text``; ``None`` if there is none or it is unreadable."""
-        if text is None:
-            return None
-        cached = self.records.get(session_id, text)
-        if cached is not None:  # the text this process last read or wrote for the id: decoded already
-            found: Record = _Blank()
-            found.created, found.accessed, found.data, found.snapshot, found.flat = cached
-            return found
-        try:
-            record = self.decode(text)
-        except (ValueError, KeyError, TypeError):
-            security_log.warning("unreadable session record %s ignored", self.fingerprint(session_id))
-            return None
-        data = record.data
-        snapshot = codec.snapshot(data)
-        flat = snapshot is not None and codec.is_flat(data)
-        if flat or codec.is_exact(data, snapshot):
-            record.snapshot, record.flat = snapshot, flat
-            self.records.put(session_id, text, record.created, record.accessed, data, snapshot, flat)
-        return record
-
-    def read(self, session_id: str) -> tuple[Record, str] | None:
-        """The live record of an id and its text; ``None`` if missing or expired."""
-        text = self.store.read(session_id)
-        record = self._parse(session_id, text)
+    def live(self, session_id: str, text: str | None) -> Record | None:
+        """The record of a stored ``text`` if it is readable and not expired, else ``None``."""
+        record = self.records.parse(session_id, text)
         if record is None or self.expired(record):
             return None
-        return record, str(text)
+        return record
 
-    def load(self, session_id: str) -> tuple[Record, str]:
-        """Like :meth:`read` but raising UnknownSession or SessionExpired."""
-        try:
-            text = self.store.read(session_id)
-        except ValueError:  # not an id we issue: the store refuses it before it becomes a key or a path
-            raise UnknownSession("not a session id") from None
-        record = self._parse(session_id, text)
+    def read(self, session_id: str) -> Record | None:
+        """The live record of an id; ``None`` if missing or expired."""
+        return self.live(session_id, self.store.read(session_id))
+
+    def load(self, session_id: str, txn: Transaction | None = None) -> tuple[Record, str]:
+        """Like :meth:`read` (with the record's text) but raising UnknownSession or SessionExpired.
+
+        From the text ``txn`` read under the session's lock, if the caller holds
+        it. An expired record is removed, and its sockets are told.
+        """
+        if txn is not None:
+            text = txn.text
+        else:
+            try:
+                text = self.store.read(session_id)
+            except ValueError:  # not an id we issue: the store refuses it before it becomes a key or a path
+                raise UnknownSession("not a session id") from None
+        record = self.records.parse(session_id, text)
         if record is None:
             raise UnknownSession("no such session")
         if self.expired(record):
@@ -166,89 +104,80 @@ class SessionManager:
             raise SessionExpired()
         return record, str(text)
 
-    def write(self, session_id: str, record: Record, *, snapshot: bytes | None = None) -> str:
-        """Store ``record`` and return its text; a value JSON cannot hold raises SessionValueError.
+    def write(
+        self, session_id: str, record: Record, snapshot: bytes | None = None, txn: Transaction | None = None
+    ) -> str:
+        """Store ``record`` (through ``txn`` if the caller holds the session) and return its text.
 
-        ``snapshot`` is :func:`wsgisession.codec.snapshot` of its data if the
-        caller has it. Sets ``record.snapshot`` and ``record.flat``.
+        Called positionally on the hot path (keywords cost more per call).
+
+        ``snapshot`` is :func:`wsgisession.jsondata.snapshot` of its data if the
+        caller has it. Sets ``record.snapshot`` and ``record.flat``; a value
+        JSON cannot hold raises SessionValueError and writes nothing.
         """
-        data = record.data
-        if snapshot is None:
-            snapshot = codec.snapshot(data)
-        flat = snapshot is not None and codec.is_flat(data)
-        if flat or codec.is_exact(data, snapshot):
-            assert snapshot is not None
-            text = codec.encode_exact(record.created, record.accessed, snapshot)
-            record.snapshot, record.flat = snapshot, flat
+        text = self.records.encode(session_id, record, snapshot)
+        ttl = self.ttl(record) if self.store.expires else None
+        if txn is not None:
+            txn.write(text, ttl)
         else:
-            try:
-                text = codec.encode_record(record.created, record.accessed, data, snapshot_text=snapshot, exact=False)
-            except (TypeError, ValueError) as exc:
-                raise self._error(record, exc) from exc
-            record.snapshot, record.flat = None, False
-        store = self.store
-        store.write(session_id, text, ttl=self.ttl(record) if store.expires else None)
-        self.records.put(session_id, text, record.created, record.accessed, data, record.snapshot, flat)
+            self.store.write(session_id, text, ttl=ttl)
         return text
 
-    def move(
-        self, old_id: str, new_id: str, *, created: float, sets: dict[str, Any], dels: list[str]
-    ) -> tuple[Record, str, bytes | None]:
-        """Store a session's record under ``new_id`` with ``sets`` and ``dels`` merged, and remove ``old_id``.
+    def create(self) -> tuple[str, Record, str]:
+        """A new session id whose empty record is stored now (so the id is live at once)."""
+        from .ids import new_session_id
 
-        Under the old id's lock; a record that is gone starts empty (``created``
-        kept). Returns the record, its text and the snapshot of its data.
-        """
-        store = self.store
-        with store.lock(old_id):
-            found = self.read(old_id)
-            record = found[0] if found else Record(created, self.clock(), {})
-            merge(record.data, sets, dels)
-            snapshot = codec.snapshot(record.data)
-            text = self.write(new_id, record, snapshot=snapshot)
-            store.remove(old_id)
-            self.records.forget(old_id)
-        return record, text, snapshot
+        session_id = new_session_id()
+        now = self.clock()
+        record = Record(now, now, {})
+        return session_id, record, self.write(session_id, record)
 
     # -- lives -----------------------------------------------------------
-    def fingerprint(self, session_id: str) -> str:
-        return self.cookie.fingerprint(session_id)
+    def rotate(
+        self, old_id: str, new_id: str, *, created: float, sets: dict[str, Any], dels: list[str]
+    ) -> tuple[Record, str, bytes | None]:
+        """Move a session to ``new_id`` with ``sets`` and ``dels`` merged; the old id loads nothing.
 
-    def end(self, session_id: str, *, reason: str) -> None:
-        """Remove a session and tell every listener (its sockets end)."""
-        self.store.remove(session_id)
-        self.records.forget(session_id)
-        log.info("session %s ended (%s)", self.fingerprint(session_id), reason)
-        for listener in self.listeners:
-            listener.session_ended(session_id, reason)
+        Under the old id's transaction; a record that is gone starts empty
+        (``created`` kept). Listeners hear of it once the move is committed.
+        Returns the record, its text and the snapshot of its data.
+        """
+        store = self.store
+        txn = store.begin(old_id)
+        try:
+            record = self.live(old_id, txn.text) or Record(created, self.clock(), {})
+            merge(record.data, sets, dels)
+            snapshot = _snapshot(record.data)
+            text = self.write(new_id, record, snapshot=snapshot)
+            txn.remove()
+            txn.after_commit(lambda: self._rotated(old_id, new_id))
+        finally:
+            store.finish(txn)
+        return record, text, snapshot
 
-    def rotated(self, old_id: str, new_id: str) -> None:
+    def _rotated(self, old_id: str, new_id: str) -> None:
+        self.records.forget(old_id)
         log.info("session %s rotated to %s", self.fingerprint(old_id), self.fingerprint(new_id))
         for listener in self.listeners:
             listener.session_rotated(old_id, new_id)
 
-    def open(self, session_id: str) -> "SharedSession":
-        """The session of an existing id, loaded now (for socket events)."""
-        from .session import SharedSession
+    def delete(self, session_id: str, *, reason: str) -> None:
+        """Remove a session under its lock; once that is committed, every listener is told (its sockets end)."""
+        store = self.store
+        txn = store.begin(session_id)
+        try:
+            txn.remove()
+            txn.after_commit(lambda: self._ended(session_id, reason))
+        finally:
+            store.finish(txn)
 
-        session = SharedSession(self, session_id, is_new=False)
-        session.load()
-        return session
+    def end(self, session_id: str, *, reason: str) -> None:
+        """Remove a session (expired, or ended from outside a request) and tell every listener."""
+        self.store.remove(session_id)
+        self._ended(session_id, reason)
 
-    def create(self, *, strict: bool = False) -> "SharedSession":
-        """A new session whose (empty) record is stored now, so that its id is live at once."""
-        from .session import SharedSession
-
-        session_id = new_session_id()
-        now = self.clock()
-        self.write(session_id, Record(now, now, {}))
-        session = SharedSession(self, session_id, is_new=False, strict=strict)
-        session.load()
-        return session
-
-    def new(self) -> "SharedSession":
-        """A new, empty session; stored on its first save."""
-        from .session import SharedSession
-
-        return SharedSession(self, None, is_new=True)
-
+    def _ended(self, session_id: str, reason: str) -> None:
+        self.records.forget(session_id)
+        log.info("session %s ended (%s)", self.fingerprint(session_id), reason)
+        for listener in self.listeners:
+            listener.session_ended(session_id, reason)

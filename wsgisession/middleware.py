@@ -1,6 +1,6 @@
 """The WSGI side: a drop-in for ``beaker.middleware.SessionMiddleware``.
 
-    app = SessionMiddleware(app, manager=manager)
+    app = SessionMiddleware(app, manager=manager, cookie=cookie)
 
 Each request gets ``environ['beaker.session']`` (and ``environ['wsgisession.session']``),
 a :class:`~wsgisession.session.SharedSession` that loads lazily on first use.
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from werkzeug.wsgi import ClosingIterator
 
+from .cookies import SessionCookie
 from .errors import BadSignature, NoCookie, SessionEnded, StoreUnavailable
 from .manager import SessionManager
 from .session import SharedSession
@@ -30,30 +31,35 @@ security_log = logging.getLogger("wsgisession.security")
 ENVIRON_KEY = "beaker.session"
 
 
-def session_for_request(environ: WSGIEnvironment, manager: SessionManager) -> tuple[SharedSession, str | None]:
+def session_for_request(
+    environ: WSGIEnvironment, manager: SessionManager, cookie: SessionCookie
+) -> tuple[SharedSession, str | None]:
     """The (lazy) session of a request and the verified id its cookie held."""
     try:
-        cookie_id: str | None = manager.cookie.read(environ)
+        cookie_id: str | None = cookie.read(environ)
     except NoCookie:
         cookie_id = None
     except BadSignature as exc:
         security_log.warning("tampered session cookie from %s: %s", environ.get("REMOTE_ADDR", "?"), exc)
         cookie_id = None
     if cookie_id is None:
-        return manager.new(), None
+        return SharedSession.new(manager), None
     return SharedSession(manager, cookie_id, is_new=False), cookie_id
 
 
 class SessionMiddleware:
     """Gives every request the shared session; saves it; sets the cookie."""
 
-    def __init__(self, app: WSGIApplication, *, manager: SessionManager, environ_key: str = ENVIRON_KEY) -> None:
+    def __init__(
+        self, app: WSGIApplication, *, manager: SessionManager, cookie: SessionCookie, environ_key: str = ENVIRON_KEY
+    ) -> None:
         self.app = app
         self.manager = manager
+        self.cookie = cookie
         self.environ_key = environ_key
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        session, cookie_id = session_for_request(environ, self.manager)
+        session, cookie_id = session_for_request(environ, self.manager, self.cookie)
         environ[self.environ_key] = session
         environ["wsgisession.session"] = session
         environ["wsgisession.manager"] = self.manager
@@ -86,7 +92,7 @@ class SessionMiddleware:
 
     def _headers(self, session: SharedSession, cookie_id: str | None) -> list[tuple[str, str]]:
         headers = [("Vary", "Cookie")]
-        cookie = self.manager.cookie
+        cookie = self.cookie
         if session.ended or (session.is_new and cookie_id is not None):
             if cookie_id is not None:
                 headers.append(cookie.delete_header())

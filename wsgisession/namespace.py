@@ -8,12 +8,24 @@
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import socketio
 
 if TYPE_CHECKING:
-    from .realtime import SessionSockets
+    from _typeshed.wsgi import WSGIEnvironment
+
+
+class Dispatcher(Protocol):
+    """What a namespace hands its events to (:class:`wsgisession.realtime.SessionSockets`)."""
+
+    def connect(
+        self, namespace: str, sid: str, environ: WSGIEnvironment, auth: Any, handler: Callable[..., Any] | None
+    ) -> Any: ...
+
+    def disconnect(self, sid: str, reason: Any, handler: Callable[..., Any] | None) -> None: ...
+
+    def dispatch(self, sid: str, handler: Callable[..., Any], args: tuple[Any, ...]) -> Any: ...
 
 
 class SessionNamespace(socketio.Namespace):  # type: ignore[misc]
@@ -21,10 +33,10 @@ class SessionNamespace(socketio.Namespace):  # type: ignore[misc]
 
     ``on_connect(self, sid, session, environ, auth)`` and
     ``on_disconnect(self, sid, reason)`` keep python-socketio's meaning.
-    Register it with :meth:`SessionSockets.register_namespace`.
+    Register it with :meth:`wsgisession.realtime.SessionSockets.register_namespace`.
     """
 
-    sockets: SessionSockets
+    sockets: Dispatcher
 
     def trigger_event(self, event: str, *args: Any) -> Any:
         namespace = self.namespace or "/"

@@ -1,6 +1,6 @@
 """The Socket.IO side: join the HTTP session at connect, hand it to every event.
 
-    sockets = SessionSockets(manager=manager)
+    sockets = SessionSockets(manager=manager, cookie=cookie)
 
     @sockets.on("set_name")
     def set_name(sid, session, name):
@@ -26,25 +26,26 @@ trades for the ``HttpOnly`` cookie.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar, overload
 
 import gevent
 import socketio
 
 from .cookie_exchange import EVENT as COOKIE_EVENT, CookieExchange
-from .errors import SessionEnded, SessionRefused, StoreUnavailable, WsgiSessionError
+from .cookies import SessionCookie
+from .errors import SessionEnded, SessionExpired, SessionRefused, StoreUnavailable, UnknownSession, WsgiSessionError
 from .lifecycle import Lifecycle
 from .manager import SessionManager
+from .namespace import SessionNamespace
 from .origins import OriginPolicy
 from .session import SharedSession
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
-
-    from .namespace import SessionNamespace
 
 log = logging.getLogger(__name__)
 security_log = logging.getLogger("wsgisession.security")
@@ -68,6 +69,7 @@ class SessionSockets:
         self,
         *,
         manager: SessionManager,
+        cookie: SessionCookie,
         server: socketio.Server | None = None,
         origins: OriginPolicy | None = None,
         exchange: CookieExchange | None = None,
@@ -76,8 +78,9 @@ class SessionSockets:
         **socketio_options: Any,
     ) -> None:
         self.manager = manager
+        self.cookie = cookie
         self.origins = origins or OriginPolicy()
-        self.exchange = exchange or CookieExchange(manager=manager)
+        self.exchange = exchange or CookieExchange(manager=manager, cookie=cookie)
         self.allow_anonymous = allow_anonymous
         options: dict[str, Any] = {"async_mode": "gevent", "cors_allowed_origins": [], **socketio_options}
         self.sio = server or socketio.Server(**options)
@@ -141,7 +144,7 @@ class SessionSockets:
         try:
             self.origins.check(environ)
             session = self._join(environ)
-        except SessionRefused as exc:
+        except (SessionRefused, SessionExpired, StoreUnavailable) as exc:
             logger = security_log if exc.reason in _TAMPERING else log
             logger.warning("refused a socket in %s: %s (%s)", namespace, exc.reason, environ.get("REMOTE_ADDR"))
             raise socketio.exceptions.ConnectionRefusedError(exc.reason) from exc
@@ -162,13 +165,11 @@ class SessionSockets:
 
     def _join(self, environ: WSGIEnvironment) -> SharedSession | None:
         try:
-            session_id = self.manager.cookie.read(environ)
+            session_id = self.cookie.read(environ)
             session = SharedSession(self.manager, session_id, is_new=False, strict=True)
             session.load()
             return session
-        except StoreUnavailable:
-            raise
-        except SessionRefused:
+        except (SessionRefused, SessionExpired):
             if self.allow_anonymous:
                 return None
             raise
@@ -185,6 +186,22 @@ class SessionSockets:
         if binding is None:
             return None
         return SharedSession(self.manager, binding[1], is_new=False, strict=True)
+
+    @contextlib.contextmanager
+    def session(self, sid: str) -> Iterator[SharedSession]:
+        """The session of a socket, for code outside its handlers (python-socketio's ``Server.session``)::
+
+            with sockets.session(sid) as session:
+                session["seen"] = True      # saved (merged) when the block ends without an error
+
+        Fresh when the block starts; an anonymous or unknown socket raises UnknownSession.
+        """
+        session = self.session_of(sid)
+        if session is None:
+            raise UnknownSession(f"socket {sid} is bound to no session")
+        yield session
+        if not session.ended:
+            session.save()
 
     def dispatch(self, sid: str, handler: Handler, args: tuple[Any, ...]) -> Any:
         """Run ``handler(sid, session, *args)``; autosave; end the socket if its session ended."""
@@ -225,7 +242,8 @@ class SessionSockets:
         finally:
             if session is not None and session.rotated_from is not None and not session.ended:
                 self.hand_cookie(sid, session.id)  # rotated in this handler (a login over the socket)
-            self._started.pop(sid, None)
+            if self._started:  # a handler started a session and raised before it was taken up
+                self._started.pop(sid, None)
             count = running[sid] - 1
             if count:
                 running[sid] = count
@@ -246,7 +264,7 @@ class SessionSockets:
         bound = self.session_of(sid)
         if bound is not None:
             return bound
-        session = self.manager.create(strict=True)
+        session = SharedSession.create(self.manager, strict=True)
         self._bindings[sid] = (namespace, session.id)
         self.sio.enter_room(sid, self.room(session.id), namespace=namespace)
         self.lifecycle.start_sweeper()
@@ -333,8 +351,21 @@ class SessionSockets:
             self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
 
     def bindings(self) -> dict[str, tuple[str, str]]:
-        """This process's sockets: sid -> (namespace, session id). Do not modify."""
-        return self._bindings
+        """This process's sockets: sid -> (namespace, session id), a copy."""
+        return dict(self._bindings)
+
+    def bound_sessions(self) -> set[str]:
+        """The ids of the sessions this process's sockets are bound to."""
+        return {session_id for _, session_id in list(self._bindings.values())}
+
+    def rebind(self, old_id: str, new_id: str) -> None:
+        """Move this process's sockets of session ``old_id`` to ``new_id`` (a rotation), rooms included."""
+        bindings = self._bindings
+        for sid, (namespace, bound) in list(bindings.items()):
+            if bound == old_id:
+                bindings[sid] = (namespace, new_id)
+                self.sio.leave_room(sid, self.room(old_id), namespace=namespace)
+                self.sio.enter_room(sid, self.room(new_id), namespace=namespace)
 
     def namespaces(self) -> list[str]:
         return list(self._handlers)

@@ -2,7 +2,8 @@
 
     wsgisession serve conf/development.ini --host 127.0.0.1 --port 6543
 
-It monkey-patches the standard library with gevent, configures logging from
+It puts the current directory on ``sys.path`` (as gunicorn does), monkey-patches
+the standard library with gevent, configures logging from
 the INI's ``[loggers]`` sections (if any), loads the app with PasteDeploy and
 serves it with gevent's pywsgi and the WebSocket handler (TCP_NODELAY on, so
 keep-alive responses are not held back by Nagle's algorithm). SIGTERM and
@@ -51,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.path.isfile(config):
         sys.stderr.write(f"wsgisession: no such INI file: {args.config}\n")
         return 2
+    if os.getcwd() not in sys.path:  # as gunicorn does: the INI's call:module:factory may name the project's modules
+        sys.path.insert(0, os.getcwd())
 
     from gevent import monkey
 
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .errors import WsgiSessionError
     from .realtime import drain_all
-    from .worker import close_idle_connections, make_server
+    from .server import close_idle_connections, make_server
 
     try:
         app = loadapp("config:" + config, name=args.name)

@@ -22,18 +22,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, MutableMapping
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
-from .atomic import Atomic, merge as _merge
-from .codec import same_json as _same_json, snapshot as _snapshot
-from .cookies import new_session_id
 from .errors import SessionEnded, SessionExpired, UnknownSession
-from .manager import Record
+from .ids import new_session_id
+from .jsondata import same_json as _same_json, snapshot as _snapshot
+from .records import Record, merge as _merge
 
 if TYPE_CHECKING:
+    from .backends.base import Transaction
     from .manager import SessionManager
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ class SharedSession(MutableMapping[str, Any]):
 
     __slots__ = (
         "_manager", "_strict", "id", "is_new", "ended", "rotated_from", "accessed_now", "touch_due",
-        "_locked_base", "created", "last_accessed", "_data", "_snap", "_base", "_pending_load", "_clean", "_record",
+        "_txn", "created", "last_accessed", "_data", "_snap", "_base", "_pending_load", "_clean", "_record",
     )
 
     def __init__(
@@ -61,7 +60,7 @@ class SharedSession(MutableMapping[str, Any]):
         self.rotated_from: str | None = None
         self.accessed_now = False
         self.touch_due = False
-        self._locked_base = False  # inside atomic(): the snapshot is the stored state, and we hold the lock
+        self._txn: Transaction | None = None  # inside atomic(): the held transaction; the snapshot is the stored state
         self.created = manager.clock() if is_new else 0.0  # a stored session's comes with it
         self.last_accessed: float | None = None
         self._data: dict[str, Any] = {}
@@ -71,10 +70,33 @@ class SharedSession(MutableMapping[str, Any]):
         self._clean = False  # the data is scalars only and as stored: only __setitem__ or __delitem__ change it
         self._record: Record | None = None  # the record last loaded or saved (this session's own object)
 
+    @classmethod
+    def new(cls, manager: SessionManager) -> SharedSession:
+        """A new, empty session; stored on its first save."""
+        return cls(manager, None, is_new=True)
+
+    @classmethod
+    def open(cls, manager: SessionManager, session_id: str, *, strict: bool = False) -> SharedSession:
+        """The session of an existing id, loaded now (raises UnknownSession, SessionExpired)."""
+        session = cls(manager, session_id, is_new=False, strict=strict)
+        session.load()
+        return session
+
+    @classmethod
+    def create(cls, manager: SessionManager, *, strict: bool = False) -> SharedSession:
+        """A new session whose empty record is stored at once (its id is live now)."""
+        session_id, record, text = manager.create()
+        session = cls(manager, session_id, is_new=False, strict=strict)
+        session._saved(record, text, record.snapshot, True)
+        return session
+
     # -- loading ---------------------------------------------------------
-    def load(self) -> None:
-        """Load the stored state now (raises UnknownSession, SessionExpired, StoreUnavailable)."""
-        record, text = self._manager.load(self.id)
+    def load(self, txn: Transaction | None = None) -> None:
+        """Load the stored state now (raises UnknownSession, SessionExpired, StoreUnavailable).
+
+        From the text ``txn`` read under the lock, if the caller holds the session.
+        """
+        record, text = self._manager.load(self.id, txn)
         self._saved(record, text, record.snapshot if record.snapshot is not None else _snapshot(record.data), True)
 
     def _saved(self, record: Record, text: str, snapshot: bytes | None, loaded: bool = False) -> None:
@@ -83,7 +105,7 @@ class SharedSession(MutableMapping[str, Any]):
         self._data = record.data
         self._snap = snapshot
         self._clean = record.flat  # then snapshot is record.snapshot: the same data
-        self._base = None if snapshot is not None else self._manager.decode(text).data
+        self._base = None if snapshot is not None else self._manager.records.decode(text).data
         self.created = record.created
         self.last_accessed = record.accessed
         self._pending_load = False
@@ -93,11 +115,11 @@ class SharedSession(MutableMapping[str, Any]):
         else:
             self.touch_due = False
 
-    def _ensure(self) -> dict[str, Any]:
+    def _ensure(self, txn: Transaction | None = None) -> dict[str, Any]:
         self.accessed_now = True
         if self._pending_load:
             try:
-                self.load()
+                self.load(txn)
             except SessionExpired:
                 if self._strict:
                     raise
@@ -202,7 +224,7 @@ class SharedSession(MutableMapping[str, Any]):
         if self._clean and not self.touch_due:  # nothing can have changed: the usual socket event
             return False
         manager = self._manager
-        if self._locked_base:  # inside atomic(): we hold the lock and _data is the whole new state
+        if self._txn is not None:  # inside atomic(): we hold the lock and _data is the whole new state
             current = _snapshot(self._data)
             changed = current is None or current != self._snap
             if not ((changed and not accessed_only) or self.touch_due):
@@ -212,7 +234,7 @@ class SharedSession(MutableMapping[str, Any]):
                 record.accessed = manager.clock()
             else:
                 record = Record(self.created, manager.clock(), self._data)
-            self._saved(record, manager.write(self.id, record, snapshot=current), current)
+            self._saved(record, manager.write(self.id, record, current, self._txn), current)
             self.is_new = False
             return True
         sets: dict[str, Any]
@@ -224,29 +246,28 @@ class SharedSession(MutableMapping[str, Any]):
         if not (sets or dels or self.touch_due):
             return False
         store = manager.store
-        entry = store.acquire(self.id)  # the lock without a context manager object: every merged save takes it
+        txn = store.begin(self.id)  # without a context manager object: every merged save takes it
         try:
             now = manager.clock()
-            found = manager.read(self.id)
-            if found is None:
+            record = manager.live(self.id, txn.text)
+            if record is None:
                 if not self.is_new:
-                    self._gone("the session ended meanwhile; nothing was saved")
+                    self._gone(txn, "the session ended meanwhile; nothing was saved")
                 record = Record(self.created, now, {})
             else:
-                record = found[0]
                 record.accessed = now
             _merge(record.data, sets, dels)
             snapshot = _snapshot(record.data)
-            text = manager.write(self.id, record, snapshot=snapshot)
+            text = manager.write(self.id, record, snapshot, txn)
         finally:
-            store.release(entry)
+            store.finish(txn)
         self._saved(record, text, snapshot)
         self.is_new = False
         return True
 
-    def _gone(self, message: str) -> NoReturn:
+    def _gone(self, txn: Transaction, message: str) -> NoReturn:
         """The record vanished (logout elsewhere) or expired: raise SessionEnded with which."""
-        self.ended = "expired" if self._manager.store.read(self.id) is not None else "logout"
+        self.ended = "expired" if txn.text is not None else "logout"
         raise SessionEnded(message, reason=self.ended)
 
     def touch(self) -> bool:
@@ -271,7 +292,7 @@ class SharedSession(MutableMapping[str, Any]):
         """Whether this request or event used the session."""
         return self.accessed_now
 
-    def atomic(self) -> AbstractContextManager[SharedSession]:
+    def atomic(self) -> Atomic:
         """Hold the lock from a fresh load to the save (read-modify-write)."""
         return Atomic(self)
 
@@ -282,8 +303,7 @@ class SharedSession(MutableMapping[str, Any]):
         if self.ended:
             return
         if not self.is_new:
-            with self._manager.store.lock(self.id):
-                self._manager.end(self.id, reason="logout")
+            self._manager.delete(self.id, reason="logout")  # its sockets hear of it once committed
         self.ended = "logout"
         self._data, self._base, self._snap = {}, {}, _EMPTY_SNAPSHOT
         self._clean = False
@@ -307,8 +327,73 @@ class SharedSession(MutableMapping[str, Any]):
             self.id = new_id
             return
         sets, dels = self.changes()
-        record, text, snapshot = manager.move(old_id, new_id, created=self.created, sets=sets, dels=dels)
+        record, text, snapshot = manager.rotate(old_id, new_id, created=self.created, sets=sets, dels=dels)
         self.id = new_id
         self.rotated_from = old_id
         self._saved(record, text, snapshot, True)
-        manager.rotated(old_id, new_id)
+
+
+class Atomic:
+    """The context manager :meth:`SharedSession.atomic` returns.
+
+    Entering takes the session's lock, loads the stored state fresh and
+    re-applies this session's unsaved changes on top; leaving saves (the
+    outermost block only) and releases. An exception in the block undoes the
+    block's changes and saves nothing.
+    """
+
+    __slots__ = ("session", "txn", "outer", "sets", "dels", "rollback")
+
+    sets: dict[str, Any]
+    dels: list[str]
+
+    def __init__(self, session: SharedSession) -> None:
+        self.session = session
+
+    def __enter__(self) -> SharedSession:
+        session = self.session
+        if session.ended:
+            raise SessionEnded(f"the session was ended ({session.ended})", reason=session.ended)
+        manager = session._manager
+        session.accessed_now = True
+        self.outer = outer = session._txn
+        store = manager.store
+        self.txn = txn = store.begin(session.id)
+        try:
+            if session._pending_load:
+                self.sets, self.dels = {}, []
+                session._ensure(txn)  # the first load is fresh already: we hold the lock
+            else:
+                self.sets, self.dels = sets, dels = session.changes()
+                if outer is None:
+                    record = manager.live(session.id, txn.text)
+                    if record is not None:
+                        known = record.snapshot
+                        session._saved(record, str(txn.text), known if known is not None else _snapshot(record.data), True)
+                    elif not session.is_new:
+                        session._gone(txn, "the session ended meanwhile")
+                    if sets or dels:
+                        session._clean = False
+                        _merge(session._data, sets, dels)
+            self.rollback = json.dumps(session._data) if outer is not None else None
+        except BaseException:
+            store.finish(txn)
+            raise
+        session._txn = txn  # the snapshot is the stored state while we hold the lock
+        return session
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        session = self.session
+        try:
+            if exc_type is not None:
+                session._clean = False
+                if self.rollback is not None:
+                    session._data = json.loads(self.rollback)
+                else:
+                    session.revert()
+                    _merge(session._data, self.sets, self.dels)
+            elif self.outer is None and not session.ended:  # a logout inside the block saves nothing
+                session.save()
+        finally:
+            session._txn = self.outer
+            session._manager.store.finish(self.txn)

@@ -31,15 +31,14 @@ server and client of the process.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 from engineio import json as _engineio_json
 
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+from .jsondata import LONG_NUMBER as _LONG_NUMBER, PASSTHROUGH as _OPTIONS
+
 _COMPACT = (",", ":")
-_LONG_NUMBER = re.compile(r"[0-9]{19}")
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:

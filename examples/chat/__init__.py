@@ -86,7 +86,7 @@ def register(app: WsgiSessionApp) -> None:
 
 
 def app_factory(global_conf: dict[str, str], **local_conf: str) -> WsgiSessionApp:
-    """PasteDeploy ``egg:wsgisession#chat`` (``chat.client_js`` names the client file)."""
+    """PasteDeploy ``call:examples.chat:app_factory`` (``chat.client_js`` names the client file)."""
     client_js = local_conf.pop("chat.client_js", DEFAULT_CLIENT_JS)
     app = filter_app_factory(ChatApp(client_js=client_js), global_conf, **local_conf)
     register(app)

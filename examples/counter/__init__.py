@@ -64,7 +64,7 @@ def register(app: WsgiSessionApp) -> None:
 
 
 def app_factory(global_conf: dict[str, str], **local_conf: str) -> WsgiSessionApp:
-    """PasteDeploy ``egg:wsgisession#counter``."""
+    """PasteDeploy ``call:examples.counter:app_factory``."""
     app = filter_app_factory(counter_app, global_conf, **local_conf)
     register(app)
     return app

@@ -10,7 +10,7 @@ HTTP:   GET /login?user=NAME  a fresh session id holding ``user`` and ``n = 0``
         GET /incr             n + 1, atomically; answers n
         GET /                 the session as JSON
         GET /logout           ends the session (its sockets get ``session_ended``)
-Socket: see :mod:`wsgisession_examples.flask_app.sockets` (``whoami``,
+Socket: see :mod:`examples.flask_app.sockets` (``whoami``,
         ``incr``, ``set_note``): they read and write the same keys.
 
 Two ways to mount it (README.rst beside this file):
@@ -93,7 +93,7 @@ def create_app(secret: str | None = None, **options: Any) -> Flask:
 
     ``secret`` defaults to the ``SESSION_SECRET`` environment variable;
     ``options`` are :func:`wsgisession.make_app`'s keyword arguments. For
-    gunicorn: ``gunicorn -c conf/gunicorn.conf.py 'wsgisession_examples.flask_app:create_app()'``.
+    gunicorn: ``gunicorn -c conf/gunicorn.conf.py 'examples.flask_app:create_app()'``.
     """
     app = create_flask_app()
     app.wsgi_app = make_app(  # type: ignore[method-assign]

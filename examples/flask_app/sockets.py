@@ -1,6 +1,6 @@
 """The Flask example's socket handlers, named from the INI::
 
-    wsgisession.handlers = wsgisession_examples.flask_app.sockets:register
+    wsgisession.handlers = examples.flask_app.sockets:register
 
 Each handler gets the session as stored when its event arrives and saves
 what it changes when it returns: the keys are the HTTP views' keys.

@@ -12,7 +12,7 @@ HTTP:   GET /login?user=NAME  a fresh session id holding ``user`` and ``n = 0``
         GET /incr             n + 1, atomically; answers n
         GET /                 the session as JSON
         GET /logout           ends the session (its sockets get ``session_ended``)
-Socket: :class:`wsgisession_examples.pyramid_app.sockets.CounterNamespace`
+Socket: :class:`examples.pyramid_app.sockets.CounterNamespace`
         (``whoami``, ``incr``, ``set_note``) reads and writes the same keys.
 """
 from __future__ import annotations

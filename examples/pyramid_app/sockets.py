@@ -1,6 +1,6 @@
 """The Pyramid example's socket handlers: a class-based namespace named from the INI::
 
-    wsgisession.handlers = wsgisession_examples.pyramid_app.sockets:CounterNamespace
+    wsgisession.handlers = examples.pyramid_app.sockets:CounterNamespace
 
 Each ``on_<event>`` gets the session as stored when its event arrives and
 saves what it changes when it returns: the keys are the HTTP views' keys.

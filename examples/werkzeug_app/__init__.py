@@ -3,12 +3,12 @@
 No INI is needed: :func:`create_app` calls :func:`wsgisession.make_app` with
 keyword arguments and registers the socket handlers with ``@app.on``::
 
-    from wsgisession_examples.werkzeug_app import create_app
+    from examples.werkzeug_app import create_app
     application = create_app(secret=os.environ["SESSION_SECRET"])
 
 gunicorn can call it directly::
 
-    SESSION_SECRET=... gunicorn -c conf/gunicorn.conf.py 'wsgisession_examples.werkzeug_app:create_app()'
+    SESSION_SECRET=... gunicorn -c conf/gunicorn.conf.py 'examples.werkzeug_app:create_app()'
 
 and :func:`app_factory` lets ``wsgisession serve conf/werkzeug.ini`` serve it,
 turning the INI section into the same keyword arguments.

@@ -5,7 +5,8 @@ from typing import Iterator
 
 import pytest
 
-from tests.servers import Server, serve, write_ini
+from tests.helpers import LAB
+from tests.servers import Redis, Server, serve, write_ini
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -18,7 +19,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The lab app (tests/apps.py) under ``wsgisession serve``, file store."""
     directory = tmp_path_factory.mktemp("lab")
-    with serve(write_ini(directory, use="call:tests.apps:app_factory")) as server:
+    with serve(write_ini(directory, use=LAB)) as server:
         yield server
 
 
@@ -33,3 +34,12 @@ def counter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 @pytest.fixture
 def ini_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    """A private redis-server for one test module that its tests may stop and start again: it keeps its data."""
+    server = Redis(tmp_path_factory.mktemp("redis"), persistent=True)
+    server.start()
+    yield server
+    server.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -18,29 +17,20 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.servers import ROOT, Server, serve, write_ini
+from tests.browser import ARTIFACTS, node_and_chromium
+from tests.helpers import CLIENT_JS, ROOT
+from tests.servers import Server, serve, write_ini
 
 pytestmark = pytest.mark.browser
 
 DRIVER = ROOT / "tests" / "js" / "chat_browser.js"
-CLIENT_JS = ROOT / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
-PLAYWRIGHT = ROOT / "node_modules" / "playwright-core"
-ARTIFACTS = ROOT / "tests" / "artifacts"
 NAME = "Zoë <b>&amp;"  # rendered as text by HTTP and by the page, never as markup
 FEELING = "curious"
 
 
 @pytest.fixture(scope="module")
 def tools() -> dict[str, str]:
-    node = shutil.which("node")
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if node is None:
-        pytest.fail("node is not installed (apt-get install nodejs; .ci/run does it)")
-    if not os.access(chromium, os.X_OK):
-        pytest.fail("chromium is not installed (apt-get install chromium; .ci/run does it)")
-    for needed in (PLAYWRIGHT, CLIENT_JS):
-        if not needed.exists():
-            pytest.fail(f"{needed} is missing: run `make` (npm install)")
+    node, chromium = node_and_chromium()
     return {"node": node, "chromium": chromium}
 
 
@@ -48,7 +38,7 @@ def tools() -> dict[str, str]:
 def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The chat example under ``wsgisession serve``, file store, the npm client."""
     directory = tmp_path_factory.mktemp("chat")
-    with serve(write_ini(directory, use="egg:wsgisession#chat", **{"chat.client_js": CLIENT_JS})) as server:
+    with serve(write_ini(directory, use="call:examples.chat:app_factory", **{"chat.client_js": CLIENT_JS})) as server:
         yield server
 
 

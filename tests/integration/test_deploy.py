@@ -8,7 +8,6 @@ python-socketio client over the socket.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shlex
 import shutil
@@ -19,26 +18,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 import requests
 import socketio
 import urllib3
 
-from tests.servers import (
-    BIN,
-    ROOT,
-    SECRET,
-    Server,
-    connect,
-    cookie_header,
-    free_port,
-    gunicorn,
-    redis_server,
-    serve,
-    wait_for_port,
-)
+from tests.helpers import ROOT, SECRET, connect, cookie_header, counter_cookie, wait_until
+from tests.servers import BIN, Server, child_env, free_port, gunicorn, serve, wait_for_port
 
 EXAMPLES = ("flask_app", "pyramid_app", "werkzeug_app")
 
@@ -74,13 +62,6 @@ def copy_conf(directory: Path, relative: str, *, section: str = "", **options: s
     return target
 
 
-def environment(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("PYTHONWARNINGS", None)
-    return env
-
-
 @contextlib.contextmanager
 def gunicorn_call(app_uri: str, directory: Path, env: dict[str, str]) -> Iterator[Server]:
     """``gunicorn -c conf/gunicorn.conf.py APP_URI`` (gunicorn calls the app factory), in ``directory``."""
@@ -90,7 +71,7 @@ def gunicorn_call(app_uri: str, directory: Path, env: dict[str, str]) -> Iterato
         process = subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", str(ROOT / "conf" / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}",
              "--no-control-socket", app_uri],
-            stdout=out, stderr=subprocess.STDOUT, env=environment(**env), cwd=directory,
+            stdout=out, stderr=subprocess.STDOUT, env=child_env(**env), cwd=directory,
         )
     server = Server(process=process, port=port, log=log)
     try:
@@ -126,14 +107,6 @@ def start(command: str, directory: Path) -> Iterator[Server]:
         raise AssertionError(f"this test does not know how to run {command!r}")
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout}s")
-        time.sleep(0.02)
-
-
 # -- the examples, as their READMEs start them ---------------------------
 README_CASES = [(example, command) for example in EXAMPLES for command in readme_commands(example)]
 
@@ -157,9 +130,9 @@ def test_example_view_and_socket_share_the_session(tmp_path: Path, example: str,
             assert client.call("incr", timeout=10) == 4  # HTTP's write, seen by the next event
             assert http.get(base + "/", timeout=10).json() == {"user": "ann", "n": 4, "note": "from the socket"}
             if example == "flask_app":  # its /incr view emits to the session's sockets
-                wait_until(lambda: counts == [3])
+                wait_until(lambda: counts == [3], timeout=10.0)
             http.get(base + "/logout", timeout=10).raise_for_status()
-            wait_until(lambda: bool(ended) and not client.connected)
+            wait_until(lambda: bool(ended) and not client.connected, timeout=10.0)
             assert ended[0]["reason"] == "logout"
         finally:
             client.disconnect()
@@ -176,7 +149,7 @@ def run_serve(ini: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``wsgisession serve`` expected to fail: its exit code and output."""
     return subprocess.run(
         [str(BIN / "wsgisession"), "serve", str(ini), *(args or ("--port", "0"))],
-        capture_output=True, text=True, timeout=60, env=environment(), cwd=ini.parent,
+        capture_output=True, text=True, timeout=60, env=child_env(), cwd=ini.parent,
     )
 
 
@@ -186,8 +159,8 @@ BAD_VALUES = [
     ("socketio.ping_interval", "often", ["socketio.ping_interval = 'often'"]),
     ("wsgisession.lock_timout", "5", ["unknown option wsgisession.lock_timout"]),
     ("beaker.session.type", "dbm", ["session type 'dbm' is not supported"]),
-    ("wsgisession.handlers", "wsgisession_examples.flask_app.sockets:nope",
-     ["cannot import 'wsgisession_examples.flask_app.sockets:nope'"]),
+    ("wsgisession.handlers", "examples.flask_app.sockets:nope",
+     ["cannot import 'examples.flask_app.sockets:nope'"]),
 ]
 
 
@@ -212,7 +185,7 @@ def test_serve_exits_2_naming_a_duplicate_ini_key(tmp_path: Path) -> None:
 
 def test_serve_names_a_missing_environment_secret(tmp_path: Path) -> None:
     ini = copy_conf(tmp_path, "conf/production.ini")
-    env = environment(REDIS_URL="redis://127.0.0.1:1/0")
+    env = child_env(REDIS_URL="redis://127.0.0.1:1/0")
     env.pop("SESSION_SECRET", None)
     result = subprocess.run([str(BIN / "wsgisession"), "serve", str(ini), "--port", "0"],
                             capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
@@ -226,7 +199,7 @@ def test_gunicorn_fails_to_boot_naming_a_bad_ini_value(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(BIN / "gunicorn"), "--paste", str(ini), "-c", str(ROOT / "conf" / "gunicorn.conf.py"),
          "-b", f"127.0.0.1:{free_port()}", "--no-control-socket"],
-        capture_output=True, text=True, timeout=60, env=environment(), cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, env=child_env(), cwd=tmp_path,
     )
     assert result.returncode == 3  # gunicorn's "Worker failed to boot."
     assert "wsgisession.lock_timeout = 'fast'" in result.stderr
@@ -255,12 +228,6 @@ def test_gunicorn_stops_without_waiting_for_an_idle_keep_alive_client(tmp_path: 
 
 
 # -- production.ini: Redis, several workers, restarts ---------------------
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
-
-
 @contextlib.contextmanager
 def production(directory: Path, redis_url: str, **options: Any) -> Iterator[Server]:
     """conf/production.ini under gunicorn as its comment says (shorter graceful timeout)."""
@@ -272,13 +239,6 @@ def production(directory: Path, redis_url: str, **options: Any) -> Iterator[Serv
         env.setenv("REDIS_URL", redis_url)
         with gunicorn(ini, **options) as server:
             yield server
-
-
-def login(base: str, user: str) -> str:
-    """Log in to the counter; the Cookie header to send (the cookie is Secure: requests would not send it)."""
-    response = requests.get(base + "/login", params={"user": user}, timeout=10)
-    response.raise_for_status()
-    return f"counter.sid={response.cookies['counter.sid']}"
 
 
 def counter(base: str, cookie: str) -> int:
@@ -294,7 +254,7 @@ def test_production_ini_under_serve_honours_its_logging_sections(tmp_path: Path,
         env.setenv("SESSION_SECRET", SECRET)
         env.setenv("REDIS_URL", redis_url)
         with serve(ini) as server:
-            cookie = login(server.url, "ann")
+            cookie = counter_cookie(server.url, "ann")
             client = connect(server.url, cookie=cookie)
             try:
                 assert client.call("incr", timeout=10) == 1
@@ -434,7 +394,7 @@ def sighup_run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Run:
     """Two workers under load from HTTP and socket clients of one session; SIGHUP to the master."""
     directory = tmp_path_factory.mktemp("sighup")
     with production(directory, redis_url, workers=2, extra_args=("--graceful-timeout", "3")) as server:
-        cookie = login(server.url, "hup")
+        cookie = counter_cookie(server.url, "hup")
         # a tampered cookie is logged by wsgisession.security, formatted by the INI's [formatter_generic]
         forged = cookie[:-4] + ("AAAA" if not cookie.endswith("AAAA") else "BBBB")
         assert requests.get(server.url + "/n", headers={"Cookie": forged}, timeout=10).status_code == 401
@@ -444,7 +404,7 @@ def sighup_run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Run:
             time.sleep(1.0)
             server.process.send_signal(signal.SIGHUP)
             wait_until(lambda: all(f"Worker exiting (pid: {pid})" in server.output() for pid in old), timeout=20)
-            wait_until(lambda: len(booted_pids(server)) >= 4)
+            wait_until(lambda: len(booted_pids(server)) >= 4, timeout=10.0)
             tally.after = True
             with contextlib.suppress(AssertionError):  # the test says what is missing
                 wait_until(lambda: min(tally.joins) >= 2 and min(tally.acked_after.values()) > 0, timeout=15)
@@ -497,8 +457,8 @@ def sigterm_run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Run
     directory = tmp_path_factory.mktemp("sigterm")
     store = Store(type="ext:redis", url=redis_url, lock_timeout=5.0, lock_ttl=5.0)
     with production(directory, redis_url, workers=2, extra_args=("--graceful-timeout", "3")) as server:
-        cookie = login(server.url, "term")
-        slow_cookie = login(server.url, "slow")
+        cookie = counter_cookie(server.url, "term")
+        slow_cookie = counter_cookie(server.url, "slow")
         slow_id = SessionCookie(secret=SECRET, name="counter.sid").read({"HTTP_COOKIE": slow_cookie})
         slow: dict[str, Any] = {}
 
@@ -511,7 +471,7 @@ def sigterm_run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Run
 
         with Load(server.url, cookie) as tally:
             time.sleep(1.0)
-            with store.lock(slow_id):  # another process holds the session: the request waits inside the app
+            with store.transaction(slow_id):  # another process holds the session: the request waits inside the app
                 waiting = threading.Thread(target=slow_request)
                 waiting.start()
                 time.sleep(0.5)

@@ -2,27 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
 
-from tests.integration.test_lifecycle import wait_until
-from tests.servers import Redis, connect, cookie_header, refusal, serve, write_ini
+from tests.helpers import LAB, connect, cookie_header, refusal, wait_until
+from tests.servers import Redis, serve, write_ini
 
 pytestmark = [pytest.mark.redis]
 
 
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[Redis]:
-    server = Redis(tmp_path, persistent=True)
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_store_down_refuses_clearly_loses_nothing_and_recovers(tmp_path: Path, redis: Redis) -> None:
-    ini = write_ini(tmp_path, use="call:tests.apps:app_factory",
+    ini = write_ini(tmp_path, use=LAB,
                     **{"beaker.session.type": "ext:redis", "beaker.session.url": redis.url})
     with serve(ini) as server:
         http = requests.Session()

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.servers import ROOT, Server, cookie_header
-from tests.servers import lab_data as http_get
-from tests.servers import lab_login as new_http
+from tests.helpers import ROOT, cookie_header, lab_data, lab_login
+from tests.servers import Server
 
 pytestmark = pytest.mark.node
 
@@ -158,7 +157,7 @@ def js_refusal(node: str, base: str, *, cookie: str | None, origin: str | None =
 # -- rule 1: connect ----------------------------------------------------
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_rule1_js_client_joins_the_http_session(node: str, lab_server: Server, transport: str) -> None:
-    http = new_http(lab_server, who="ann")
+    http = lab_login(lab_server, who="ann")
     with JsClient(node, lab_server.url, cookie=cookie_header(http), transport=transport) as client:
         client.connected()
         assert client.next("open")["transport"] == TRANSPORTS[transport][0]
@@ -175,7 +174,7 @@ def test_rule1_js_refused_without_cookie(node: str, lab_server: Server, transpor
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_rule1_js_refused_with_tampered_signature(node: str, lab_server: Server, transport: str) -> None:
-    name, value = cookie_header(new_http(lab_server)).split("=", 1)
+    name, value = cookie_header(lab_login(lab_server)).split("=", 1)
     session_id, signature = value.rsplit(".", 1)
     forged = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
     cookie = f"{name}={session_id}.{forged}"
@@ -184,7 +183,7 @@ def test_rule1_js_refused_with_tampered_signature(node: str, lab_server: Server,
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_rule1_js_refused_for_unknown_session(node: str, lab_server: Server, transport: str) -> None:
-    http = new_http(lab_server)
+    http = lab_login(lab_server)
     cookie = cookie_header(http)
     http.get(lab_server.url + "/logout", timeout=10).raise_for_status()
     assert js_refusal(node, lab_server.url, cookie=cookie, transport=transport) == "unknown_session"
@@ -192,21 +191,21 @@ def test_rule1_js_refused_for_unknown_session(node: str, lab_server: Server, tra
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_rule1_js_refused_from_a_foreign_origin(node: str, lab_server: Server, transport: str) -> None:
-    cookie = cookie_header(new_http(lab_server))
+    cookie = cookie_header(lab_login(lab_server))
     reason = js_refusal(node, lab_server.url, cookie=cookie, origin="http://evil.example", transport=transport)
     assert reason == "bad_origin"
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_rule1_js_refused_with_a_cookie_but_no_origin(node: str, lab_server: Server, transport: str) -> None:
-    cookie = cookie_header(new_http(lab_server))
+    cookie = cookie_header(lab_login(lab_server))
     assert js_refusal(node, lab_server.url, cookie=cookie, origin=None, transport=transport) == "bad_origin"
 
 
 # -- rule 2: fresh on every event ---------------------------------------
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_rule2_http_write_seen_by_next_js_event(node: str, lab_server: Server, transport: str) -> None:
-    http = new_http(lab_server)
+    http = lab_login(lab_server)
     with JsClient(node, lab_server.url, cookie=cookie_header(http), transport=transport) as client:
         client.connected()
         for color in ("blue", "red"):
@@ -217,29 +216,29 @@ def test_rule2_http_write_seen_by_next_js_event(node: str, lab_server: Server, t
 # -- rule 3: saved when changed -----------------------------------------
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_rule3_js_event_write_seen_by_next_http_request(node: str, lab_server: Server, transport: str) -> None:
-    http = new_http(lab_server)
+    http = lab_login(lab_server)
     with JsClient(node, lab_server.url, cookie=cookie_header(http), transport=transport) as client:
         client.connected()
         client.call("set", {"name": "Ann", "feeling": "fine"})
-        data = http_get(http, lab_server)  # while the socket is still open
+        data = lab_data(http, lab_server)  # while the socket is still open
         assert (data["name"], data["feeling"]) == ("Ann", "fine")
         client.call("nested", "pear")
-        assert http_get(http, lab_server)["cart"] == {"items": ["pear"]}
+        assert lab_data(http, lab_server)["cart"] == {"items": ["pear"]}
 
 
 def test_rule3_js_client_in_a_class_based_namespace(node: str, lab_server: Server) -> None:
-    http = new_http(lab_server)
+    http = lab_login(lab_server)
     with JsClient(node, lab_server.url, cookie=cookie_header(http), namespace="/lab") as client:
         client.connected()
         assert client.call("set", {"from_js": True})["lab_connects"] == 1
-    data = http_get(http, lab_server)
+    data = lab_data(http, lab_server)
     assert data["from_js"] is True and data["lab_connects"] == 1
 
 
 # -- rule 7: ended sessions stay ended ------------------------------------
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_rule7_logout_ends_the_js_socket(node: str, lab_server: Server, transport: str) -> None:
-    http = new_http(lab_server)
+    http = lab_login(lab_server)
     with JsClient(node, lab_server.url, cookie=cookie_header(http), transport=transport) as client:
         client.connected()
         assert client.call("get")["who"] == "ann"

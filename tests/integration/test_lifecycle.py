@@ -4,19 +4,17 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 import requests
 import socketio
 
-from tests.servers import Server, connect, cookie_header, gunicorn, redis_server, serve, write_ini
-from tests.servers import lab_login as logged_in
-
-LAB = "call:tests.apps:app_factory"
+from tests.helpers import LAB, connect, cookie_header, lab_login, wait_until
+from tests.servers import Server, gunicorn, redis_server, serve, write_ini
 
 
-class Tab:
+class SocketTab:
     """A socket.io client that records what the server tells it."""
 
     def __init__(self, base: str, cookie: str, *, transport: str = "websocket") -> None:
@@ -31,32 +29,22 @@ class Tab:
             self.client.disconnect()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> float:
-    """Seconds until ``predicate`` holds; fails after ``timeout``."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not true after {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
 @pytest.fixture
-def tabs() -> Iterator[list[Tab]]:
-    opened: list[Tab] = []
+def tabs() -> Iterator[list[SocketTab]]:
+    opened: list[SocketTab] = []
     yield opened
     for tab in opened:
         tab.close()
 
 
-def open_tabs(server: Server, http: requests.Session, tabs: list[Tab], n: int = 2) -> list[Tab]:
-    new = [Tab(server.url, cookie_header(http)) for _ in range(n)]
+def open_tabs(server: Server, http: requests.Session, tabs: list[SocketTab], n: int = 2) -> list[SocketTab]:
+    new = [SocketTab(server.url, cookie_header(http)) for _ in range(n)]
     tabs.extend(new)
     return new
 
 
-def test_rule7_logout_ends_every_socket_of_the_session_only(lab_server: Server, tabs: list[Tab]) -> None:
-    ann, bob = logged_in(lab_server), logged_in(lab_server, who="bob")
+def test_rule7_logout_ends_every_socket_of_the_session_only(lab_server: Server, tabs: list[SocketTab]) -> None:
+    ann, bob = lab_login(lab_server), lab_login(lab_server, who="bob")
     ann_tabs, bob_tabs = open_tabs(lab_server, ann, tabs), open_tabs(lab_server, bob, tabs, 1)
     ann.get(lab_server.url + "/logout", timeout=10)
     for tab in ann_tabs:
@@ -65,8 +53,8 @@ def test_rule7_logout_ends_every_socket_of_the_session_only(lab_server: Server, 
     assert bob_tabs[0].client.connected and bob_tabs[0].client.call("get")["who"] == "bob"
 
 
-def test_rule7_stale_handler_save_does_not_resurrect(lab_server: Server, tabs: list[Tab]) -> None:
-    http = logged_in(lab_server)
+def test_rule7_stale_handler_save_does_not_resurrect(lab_server: Server, tabs: list[SocketTab]) -> None:
+    http = lab_login(lab_server)
     cookie = cookie_header(http)
     (tab,) = open_tabs(lab_server, http, tabs, 1)
     http.get(lab_server.url + "/logout", timeout=10)
@@ -75,8 +63,8 @@ def test_rule7_stale_handler_save_does_not_resurrect(lab_server: Server, tabs: l
     assert fresh.json() == {}
 
 
-def test_rule8_rotation_rebinds_sockets_and_kills_the_old_id(lab_server: Server, tabs: list[Tab]) -> None:
-    http = logged_in(lab_server)
+def test_rule8_rotation_rebinds_sockets_and_kills_the_old_id(lab_server: Server, tabs: list[SocketTab]) -> None:
+    http = lab_login(lab_server)
     old_cookie = cookie_header(http)
     (tab,) = open_tabs(lab_server, http, tabs, 1)
     http.get(lab_server.url + "/rotate", timeout=10)
@@ -90,8 +78,8 @@ def test_rule8_rotation_rebinds_sockets_and_kills_the_old_id(lab_server: Server,
     wait_until(lambda: tab.notes == ["still here"])
 
 
-def test_rule10_emit_to_session_reaches_every_tab_and_no_other_session(lab_server: Server, tabs: list[Tab]) -> None:
-    ann, bob = logged_in(lab_server), logged_in(lab_server, who="bob")
+def test_rule10_emit_to_session_reaches_every_tab_and_no_other_session(lab_server: Server, tabs: list[SocketTab]) -> None:
+    ann, bob = lab_login(lab_server), lab_login(lab_server, who="bob")
     ann_tabs, bob_tabs = open_tabs(lab_server, ann, tabs, 3), open_tabs(lab_server, bob, tabs, 1)
     assert len(ann.get(lab_server.url + "/sockets", timeout=10).json()) == 3
     ann.get(lab_server.url + "/emit", params={"msg": "hi ann"}, timeout=10)
@@ -105,20 +93,20 @@ def test_rule10_emit_to_session_reaches_every_tab_and_no_other_session(lab_serve
 
 
 def test_rule10_room_names_never_contain_the_raw_id(lab_server: Server) -> None:
-    http = logged_in(lab_server)
+    http = lab_login(lab_server)
     session_id = cookie_header(http).split("=", 1)[1].rsplit(".", 1)[0]
     assert session_id not in lab_server.output()
 
 
 @pytest.mark.slow
 def test_rule9_idle_timeout_expires_silent_sockets_and_traffic_slides_it(
-    ini_dir: Path, tabs: list[Tab]
+    ini_dir: Path, tabs: list[SocketTab]
 ) -> None:
     ini = write_ini(ini_dir, use=LAB, **{"beaker.session.timeout": 2, "wsgisession.touch_interval": 1,
                                          "wsgisession.sweep_interval": 0.5})
     with serve(ini) as server:
-        quiet_http, busy_http = logged_in(server), logged_in(server, who="busy")
-        reader_http = logged_in(server, who="reader")
+        quiet_http, busy_http = lab_login(server), lab_login(server, who="busy")
+        reader_http = lab_login(server, who="reader")
         (quiet,) = open_tabs(server, quiet_http, tabs, 1)
         (busy,) = open_tabs(server, busy_http, tabs, 1)
         (reader,) = open_tabs(server, reader_http, tabs, 1)
@@ -134,11 +122,11 @@ def test_rule9_idle_timeout_expires_silent_sockets_and_traffic_slides_it(
 
 
 @pytest.mark.slow
-def test_rule9_absolute_timeout_wins_over_traffic(ini_dir: Path, tabs: list[Tab]) -> None:
+def test_rule9_absolute_timeout_wins_over_traffic(ini_dir: Path, tabs: list[SocketTab]) -> None:
     ini = write_ini(ini_dir, use=LAB, **{"beaker.session.timeout": 60, "wsgisession.absolute_timeout": 2,
                                          "wsgisession.touch_interval": 1, "wsgisession.sweep_interval": 0.5})
     with serve(ini) as server:
-        http = logged_in(server)
+        http = lab_login(server)
         (tab,) = open_tabs(server, http, tabs, 1)
         start = time.monotonic()
         while tab.client.connected and time.monotonic() - start < 5:
@@ -151,13 +139,13 @@ def test_rule9_absolute_timeout_wins_over_traffic(ini_dir: Path, tabs: list[Tab]
         assert 1.5 < time.monotonic() - start < 4.0
 
 
-def spread_tabs(server: Server, http: requests.Session, tabs: list[Tab], workers: int) -> list[Tab]:
+def spread_tabs(server: Server, http: requests.Session, tabs: list[SocketTab], workers: int) -> list[SocketTab]:
     """Open tabs until they are held by ``workers`` different processes."""
-    opened: list[Tab] = []
+    opened: list[SocketTab] = []
     pids: set[int] = set()
     for _ in range(60):
         with ThreadPoolExecutor(4) as pool:
-            batch = list(pool.map(lambda _: Tab(server.url, cookie_header(http)), range(4)))
+            batch = list(pool.map(lambda _: SocketTab(server.url, cookie_header(http)), range(4)))
         tabs.extend(batch)
         opened.extend(batch)
         pids |= {tab.client.call("whoami_pid") for tab in batch}
@@ -169,12 +157,12 @@ def spread_tabs(server: Server, http: requests.Session, tabs: list[Tab], workers
 @pytest.mark.redis
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [2])
-def test_rule11_many_workers_logout_rotation_and_rooms(ini_dir: Path, tabs: list[Tab], workers: int) -> None:
+def test_rule11_many_workers_logout_rotation_and_rooms(ini_dir: Path, tabs: list[SocketTab], workers: int) -> None:
     with redis_server(ini_dir) as url:
         ini = write_ini(ini_dir, use=LAB, **{"beaker.session.type": "ext:redis", "beaker.session.url": url,
                                              "socketio.message_queue": url})
         with gunicorn(ini, workers=workers) as server:
-            http = logged_in(server)
+            http = lab_login(server)
             spread = spread_tabs(server, http, tabs, workers)
             http.get(server.url + "/rotate", timeout=10)
             http.get(server.url + "/set", params={"v": "rotated"}, timeout=10)
@@ -190,15 +178,15 @@ def test_rule11_many_workers_logout_rotation_and_rooms(ini_dir: Path, tabs: list
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_rule11_two_hosts_share_sessions_and_endings(ini_dir: Path, tabs: list[Tab]) -> None:
+def test_rule11_two_hosts_share_sessions_and_endings(ini_dir: Path, tabs: list[SocketTab]) -> None:
     """Two servers (think two hosts) on one Redis store and message queue."""
     with redis_server(ini_dir) as url:
         settings = {"beaker.session.type": "ext:redis", "beaker.session.url": url, "socketio.message_queue": url}
         with serve(write_ini(ini_dir, use=LAB, name="a.ini", **settings)) as host_a, \
                 serve(write_ini(ini_dir, use=LAB, name="b.ini", **settings)) as host_b:
-            http = logged_in(host_a)
-            on_a = Tab(host_a.url, cookie_header(http))
-            on_b = Tab(host_b.url, cookie_header(http))
+            http = lab_login(host_a)
+            on_a = SocketTab(host_a.url, cookie_header(http))
+            on_b = SocketTab(host_b.url, cookie_header(http))
             tabs.extend([on_a, on_b])
             http.get(host_a.url + "/set", params={"from": "a"}, timeout=10)
             assert on_b.client.call("get")["from"] == "a"
@@ -210,10 +198,10 @@ def test_rule11_two_hosts_share_sessions_and_endings(ini_dir: Path, tabs: list[T
 
 
 @pytest.mark.slow
-def test_rule9_expiry_found_on_the_next_event_without_a_sweep(ini_dir: Path, tabs: list[Tab]) -> None:
+def test_rule9_expiry_found_on_the_next_event_without_a_sweep(ini_dir: Path, tabs: list[SocketTab]) -> None:
     ini = write_ini(ini_dir, use=LAB, **{"beaker.session.timeout": 1, "wsgisession.sweep_interval": 0})
     with serve(ini) as server:
-        http = logged_in(server)
+        http = lab_login(server)
         (tab,) = open_tabs(server, http, tabs, 1)
         time.sleep(2.2)
         assert tab.client.connected and tab.ended == []  # nobody looked yet

@@ -21,17 +21,12 @@ import pytest
 import requests
 import socketio
 
-from tests.servers import ROOT, Server, connect, cookie_header, gunicorn, login, redis_server, serve, write_ini
+from tests.helpers import ROOT, connect, cookie_header, counter_http
+from tests.servers import Server, gunicorn, serve, write_ini
 
 N = 50  # HTTP requests
 M = 50  # socket events
 APP = "call:tests.lost_updates_app:app_factory"
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
 
 
 def store_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -277,7 +272,7 @@ def test_rule5_conf_counter_redis_ini_counts_exactly_across_workers(redis_url: s
     ini = tmp_path / "counter-redis.ini"
     ini.write_text(text.replace("redis://127.0.0.1:6379/0", redis_url))
     with gunicorn(ini, workers=2) as server:
-        http = login(server.url)
+        http = counter_http(server.url)
         cookie = cookie_header(http)
         http.close()
         clients = all_at_once([lambda: connect(server.url, cookie=cookie, transport="websocket")] * 4)

@@ -21,14 +21,15 @@ from werkzeug.wrappers import Request, Response
 
 from tests.apps import page
 from tests.browser import PLAIN_HOST, Browser, Context, Tab
-from tests.servers import SECRET, Redis, Server, gunicorn, serve, write_ini
-from wsgisession.cookies import SessionCookie, new_session_id
-from wsgisession.manager import Record, SessionManager
+from tests.helpers import LAB, SECRET
+from tests.servers import Redis, Server, gunicorn, serve, write_ini
+from wsgisession.cookies import SessionCookie
+from wsgisession.ids import Fingerprint, new_session_id
+from wsgisession.manager import SessionManager
+from wsgisession.records import Record
 from wsgisession.store import Store
 
 pytestmark = pytest.mark.browser
-
-LAB = "call:tests.apps:app_factory"
 
 # -- what the page runs (the user's calls, and waits around them) ---------
 CONNECT = """async ({url, options}) => {
@@ -114,7 +115,7 @@ def context(browser: Browser) -> Iterator[Context]:
     opened.close()
 
 
-def logged_in(context: Context, server: Server, **values: str) -> Tab:
+def logged_in_tab(context: Context, server: Server, **values: str) -> Tab:
     """A tab on the server's page whose session HTTP has written (``values``)."""
     tab = context.tab()
     assert tab.goto(server.url + "/page") == 200
@@ -126,7 +127,7 @@ def logged_in(context: Context, server: Server, **values: str) -> Tab:
 # -- 2. the official client with the options people write -------------------
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_official_client_joins_the_session_http_wrote(context: Context, server: Server, transport: str) -> None:
-    tab = logged_in(context, server, who="ann")
+    tab = logged_in_tab(context, server, who="ann")
     joined = tab.run(CONNECT, {"url": None, "options": TRANSPORTS[transport]})
     assert joined["connected"], joined
     if transport == "default":
@@ -143,7 +144,7 @@ def test_official_client_joins_the_session_http_wrote(context: Context, server: 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_a_page_of_another_origin_is_refused(context: Context, server: Server, foreign: str, transport: str) -> None:
-    logged_in(context, server, who="ann")  # the browser holds a live session cookie for 127.0.0.1
+    logged_in_tab(context, server, who="ann")  # the browser holds a live session cookie for 127.0.0.1
     tab = context.tab()
     assert tab.goto(f"{foreign}/page?base={server.url}") == 200
     options = {**(TRANSPORTS[transport] or {}), "withCredentials": True}  # the cookie goes along
@@ -155,7 +156,7 @@ def test_a_page_of_another_origin_is_refused(context: Context, server: Server, f
         # polling: the server grants no CORS to that origin, so the browser itself withholds
         # the handshake's answer from the page (the client never gets a session id to connect with)
         assert refused["error"] == "xhr poll error"
-    again = logged_in(context, server, who="ann")  # the session is untouched
+    again = logged_in_tab(context, server, who="ann")  # the session is untouched
     assert again.run(FETCH, ["/get"])["body"] == {"who": "ann"}
 
 
@@ -212,7 +213,7 @@ def test_what_chromium_sends_on_a_same_origin_get(context: Context, tmp_path: Pa
 
 # -- 4. a session made or rotated over the socket reaches the cookie ----------
 def test_rule8_a_login_over_the_socket_reaches_the_browser_cookie(context: Context, server: Server) -> None:
-    tab = logged_in(context, server, who="visitor")
+    tab = logged_in_tab(context, server, who="visitor")
     before = context.cookie(server.url)
     assert before is not None
     assert tab.run(CONNECT, {"url": None, "options": None})["connected"]
@@ -238,7 +239,7 @@ def test_rule8_a_login_over_the_socket_reaches_the_browser_cookie(context: Conte
 
 
 def test_rule8_a_cookie_token_cannot_be_replayed(context: Context, server: Server) -> None:
-    tab = logged_in(context, server, who="visitor")
+    tab = logged_in_tab(context, server, who="visitor")
     assert tab.run(CONNECT, {"url": None, "options": None})["connected"]
     tab.run(EMIT, ["login", "ann"])
     assert tab.run(SETTLED)["ok"]
@@ -270,14 +271,6 @@ def test_rule8_an_anonymous_socket_that_starts_a_session_gets_its_cookie(context
 
 # -- 5. every refusal reason reaches the page -------------------------------
 @pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
-    server = Redis(tmp_path_factory.mktemp("redis"), persistent=True)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def strict(tmp_path_factory: pytest.TempPathFactory, redis: Redis) -> Iterator[Server]:
     """The lab app on Redis with an idle timeout of an hour."""
     directory = tmp_path_factory.mktemp("strict")
@@ -301,7 +294,7 @@ def refusal_in_page(context: Context, server: Server) -> str:
 def test_refusal_reasons_reach_the_page(context: Context, strict: Server, redis: Redis, foreign: str) -> None:
     assert refusal_in_page(context, strict) == "no_cookie"
 
-    live = logged_in(context, strict, who="ann")
+    live = logged_in_tab(context, strict, who="ann")
     value = str(context.cookie(strict.url)["value"])  # type: ignore[index]
     session_id, _, signature = value.rpartition(".")
     forged = ("B" if signature[0] == "A" else "A") + signature[1:]
@@ -312,7 +305,7 @@ def test_refusal_reasons_reach_the_page(context: Context, strict: Server, redis:
     assert refusal_in_page(context, strict) == "unknown_session"
 
     # a session whose last access was two hours ago, written into the server's store
-    stale = SessionManager(store=Store(type="ext:redis", url=redis.url), cookie=SessionCookie(secret=SECRET))
+    stale = SessionManager(store=Store(type="ext:redis", url=redis.url), fingerprint=Fingerprint(secret=SECRET))
     stale_id = new_session_id()
     past = time.time() - 7200
     stale.write(stale_id, Record(past, past, {"who": "old"}))

@@ -7,7 +7,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.servers import Server, connect, cookie_header, refusal
+from tests.helpers import connect, cookie_header, refusal
+from tests.servers import Server
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)

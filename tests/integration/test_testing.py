@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
+from tests.helpers import README
 from tests.servers import Server
-from tests.test_readme import README
 
 
 def test_readme_testing_example_runs_against_the_counter(counter_server: Server) -> None:

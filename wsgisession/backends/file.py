@@ -1,4 +1,4 @@
-"""A Beaker namespace manager that keeps each namespace in one JSON file.
+"""The file store: a Beaker namespace manager that keeps each namespace in one JSON file.
 
 Files live under ``<data_dir>/wsgisession/<aa>/<sha256>.json``: the name is a
 digest of the namespace, so no namespace can reach outside the directory.
@@ -24,6 +24,9 @@ from typing import Any, Callable
 
 import orjson
 from beaker.container import NamespaceManager
+
+from ..locks import FileLock
+from .base import KEY, Backend, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
         digest = hashlib.sha256(namespace.encode("utf-8")).hexdigest()
         self.directory = f"{self.root}/{digest[:2]}"  # POSIX paths (this backend locks with flock)
         self.file = f"{self.directory}/{digest}.json"
+        self.lock_file = f"{self.directory}/{digest}.lock"  # where the namespace's cross-process lock lives
 
     def make_directories(self) -> None:
         # makedirs' mode applies to the last directory only: make both private
@@ -168,4 +172,54 @@ class FileNamespaceManager(NamespaceManager):  # type: ignore[misc]
         """Where the cross-process lock of this namespace lives."""
         if create_directories:
             self.make_directories()
-        return self.file[: -len(".json")] + ".lock"
+        return self.lock_file
+
+
+class FileBackend(Backend):
+    """The file store under ``data_dir``; a polled ``flock`` per session serializes processes."""
+
+    name = "file"
+
+    def __init__(self, *, data_dir: str, **options: Any) -> None:
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        super().__init__(FileNamespaceManager, data_dir=data_dir, **options)
+
+    def write(self, key: str, text: str, ttl: int | None = None) -> None:
+        manager = self._managers.get(key)
+        if manager is None:
+            manager = self.manager(key)
+        try:
+            manager.replace_value(KEY, text)  # the session is the file's only key: no read first
+        except OSError as exc:
+            raise self.fault(exc) from exc
+
+    def begin(self, key: str, timeout: float) -> Transaction:
+        manager = self.manager(key)
+        assert isinstance(manager, FileNamespaceManager)
+        lock = FileLock(manager.lock_file, make_directory=manager.make_directories)
+        try:
+            lock.acquire(timeout)
+        except OSError as exc:
+            raise self.fault(exc) from exc
+        try:
+            return _Locked(self, key, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+
+class _Locked(Transaction):
+    """A file transaction: writes go to the file at once; commit drops the lock."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, backend: FileBackend, key: str, lock: FileLock) -> None:
+        self.backend = backend
+        self.key = key
+        self.entry = None
+        self.after = None
+        self.lock = lock
+        self.text = backend.read(key)  # under the lock
+
+    def commit(self) -> None:
+        self.lock.release()

@@ -12,6 +12,8 @@ from typing import Any
 
 from beaker.container import NamespaceManager
 
+from .base import Backend
+
 _NAMESPACES: dict[str, dict[str, str]] = {}
 
 
@@ -57,3 +59,12 @@ class MemoryNamespaceManager(NamespaceManager):  # type: ignore[misc]
 
     def keys(self) -> list[str]:
         return list(_NAMESPACES.get(self.namespace, ()))
+
+
+class MemoryBackend(Backend):
+    """The memory store: this process's dictionary; the in-process lock is the only lock needed."""
+
+    name = "memory"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(MemoryNamespaceManager, **options)

@@ -1,7 +1,12 @@
-"""A Beaker namespace manager over Redis that stores ``str`` values verbatim.
+"""The Redis store: a Beaker namespace manager over Redis that stores ``str`` values verbatim.
 
 Keys are ``<prefix><namespace>:<key>``; values are UTF-8 text with an optional
-expiry (``SET ... EX``). Nothing read from Redis is ever unpickled.
+expiry (``SET ... EX``). Nothing read from Redis is ever unpickled. Session-path
+commands go through :mod:`wsgisession.redis_commands` (pipelined
+across greenlets). A transaction takes a :class:`~wsgisession.locks.RedisLock`
+and reads the session in the same round trip, stages its write, and writes it
+in the round trip that releases the lock: an atomic update costs two round
+trips, and a holder whose lock expired writes nothing.
 """
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from typing import Any
 import redis
 from beaker.container import NamespaceManager
 
-from .redis_commands import commands_for
+from ..locks import RedisLock
+from .base import KEY, Backend, Transaction
+from ..redis_commands import commands_for
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +95,74 @@ class RedisNamespaceManager(NamespaceManager):  # type: ignore[misc]
     def keys(self) -> list[str]:
         start = len(self.key(""))
         return [bytes(k).decode()[start:] for k in self.client.scan_iter(match=self.key("*"))]
+
+
+def _text(value: object) -> str | None:
+    """A value read from Redis as text; ``None`` if missing or not UTF-8."""
+    if not isinstance(value, bytes):
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class RedisBackend(Backend):
+    """The Redis store at ``url``: the managers share one client; locks are Redis keys with a TTL."""
+
+    name = "redis"
+    expires = True
+    faults = (OSError, redis.RedisError)
+
+    def __init__(self, *, url: str, lock_ttl: float = 5.0, socket_timeout: float = 5.0, **options: Any) -> None:
+        self.client = client_for(url, socket_timeout=float(socket_timeout))
+        super().__init__(RedisNamespaceManager, url=self.client, **options)  # the managers share this client
+        self.lock_ttl = lock_ttl
+
+    def remove(self, key: str) -> None:
+        try:
+            del self.manager(key)[KEY]  # one key: do_remove() would SCAN the whole keyspace
+        except KeyError:
+            pass
+        except self.faults as exc:
+            raise self.fault(exc) from exc
+
+    def begin(self, key: str, timeout: float) -> Transaction:
+        data_key = self.manager(key).key(KEY)
+        lock = RedisLock(self.client, f"wsgisession-lock:{key}", ttl=self.lock_ttl)
+        try:
+            value = lock.acquire(timeout, read=data_key)  # the read rides along in the same write
+        except self.faults as exc:
+            raise self.fault(exc) from exc
+        return _Staged(self, key, data_key, lock, _text(value))
+
+
+class _Staged(Transaction):
+    """A Redis transaction: its write waits for the release of the lock, which makes it, if still ours."""
+
+    __slots__ = ("data_key", "lock", "staged")
+
+    def __init__(self, backend: RedisBackend, key: str, data_key: str, lock: RedisLock, text: str | None) -> None:
+        self.backend = backend
+        self.key = key
+        self.text = text
+        self.entry = None
+        self.after = None
+        self.data_key = data_key
+        self.lock = lock
+        self.staged: tuple[str, str, str, str] | None = None
+
+    def write(self, text: str, ttl: int | None = None) -> None:
+        self.staged = ("set", self.data_key, text, "" if ttl is None else str(int(ttl)))
+        self.text = text
+
+    def remove(self) -> None:
+        self.staged = ("del", self.data_key, "", "")
+        self.text = None
+
+    def commit(self) -> None:
+        staged, self.staged = self.staged, None
+        try:
+            self.lock.release(write=staged)
+        except self.backend.faults as exc:
+            raise self.backend.fault(exc) from exc

@@ -14,7 +14,7 @@ from the client's pool settings), as node-redis does within a tick:
   each to its greenlet, then wakes the next waiting greenlet to read on.
 
 Under load redis-server reads ~0.1 times per event instead of once per command;
-a greenlet alone pays ~10-20 us more per command (README.rst: Stores, Benchmarks).
+a greenlet alone pays ~10-20 us more per command (docs/design.rst, docs/benchmarks.rst).
 
 - An idle connection (over a second) is polled before use.
 - A connection error, a timeout, a failed write, or a greenlet killed while it

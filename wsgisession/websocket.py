@@ -13,7 +13,7 @@ stalled every other greenlet of the process for 9.5 s (measured).
 - ``close`` sends its status code (gevent-websocket 0.10.1 drops it);
 - UTF-8 is validated by the codec in C, not per byte in Python.
 
-The server handler (:class:`wsgisession.worker.Handler`) creates it on upgrade
+The server handler (:class:`wsgisession.server.Handler`) creates it on upgrade
 and refuses polling bodies over the limit with 413 from their headers. The
 limit is the served app's ``max_message_size`` (see :func:`message_limit`)::
 

@@ -1,4 +1,4 @@
-"""Size limits of our server handler (wsgisession.worker, wsgisession.limits).
+"""Size limits of our server handler (wsgisession.server, wsgisession.websocket).
 
 The frame check runs on a real socket pair: the client side writes frame
 headers, the server side is a LimitedWebSocket reading through a stream that
@@ -20,7 +20,8 @@ import gevent.socket
 import pytest
 from geventwebsocket.websocket import Header
 
-from wsgisession.limits import (
+from tests.helpers import MASK, chunked, frame
+from wsgisession.websocket import (
     DEFAULT_MAX_MESSAGE_SIZE,
     LimitedWebSocket,
     Utf8Check,
@@ -28,25 +29,9 @@ from wsgisession.limits import (
     socketio_prefix,
     unmask,
 )
-from wsgisession.worker import Handler, make_server
+from wsgisession.server import Handler, make_server
 
 LIMIT = 1000
-MASK = b"\x11\x22\x33\x44"
-
-
-def frame(payload: bytes = b"", *, opcode: int = 0x2, fin: bool = True, length: int | None = None) -> bytes:
-    """A masked client frame; ``length`` declares a size other than the payload's."""
-    size = len(payload) if length is None else length
-    first = (0x80 if fin else 0) | opcode
-    if size < 126:
-        head = bytes([first, 0x80 | size])
-    elif size < 65536:
-        head = bytes([first, 0x80 | 126]) + struct.pack("!H", size)
-    else:
-        head = bytes([first, 0x80 | 127]) + struct.pack("!Q", size)
-    return head + MASK + unmask(payload, MASK)
-
-
 def recv_exactly(sock: Any, size: int) -> bytes:
     data = b""
     while len(data) < size:
@@ -256,10 +241,6 @@ def test_body_within_the_limit_and_other_paths_reach_the_app(served: Any) -> Non
                      b"z" * 5000)
     assert ok.startswith(b"HTTP/1.1 200 ") and upload.startswith(b"HTTP/1.1 200 ")
     assert app.bodies == [b"y" * LIMIT, b"z" * 5000]
-
-
-def chunked(*parts: bytes) -> bytes:
-    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
 
 
 def test_chunked_body_is_cut_off_at_the_limit(served: Any) -> None:

@@ -5,7 +5,7 @@
 - TCP_NODELAY: gevent's pywsgi writes a response's headers and body
   separately; on a keep-alive connection Nagle's algorithm plus the client's
   delayed ACK then add ~40 ms to every request.
-- Size limits (:mod:`wsgisession.limits`): a websocket message over the served
+- Size limits (:mod:`wsgisession.websocket`): a websocket message over the served
   app's ``max_message_size`` is refused from its frame header (close code
   1009), and a request body to the Socket.IO endpoint over it gets 413 from its
   ``Content-Length`` (a chunked body is counted while read and cut off), before
@@ -13,7 +13,7 @@
 
 ``wsgisession serve`` uses :func:`make_server`; for gunicorn::
 
-    gunicorn --paste conf/counter.ini -k wsgisession.worker.Worker
+    gunicorn --paste conf/counter.ini -k wsgisession.server.Worker
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Stream
 
-from .limits import LimitedWebSocket, client_of, message_limit, retire, security_log, socketio_prefix
+from .websocket import LimitedWebSocket, client_of, message_limit, retire, security_log, socketio_prefix
 
 
 def _nodelay(sock: Any) -> None:

@@ -1,21 +1,108 @@
-"""RecordCache: decoded records by the text they came from, and the manager's use of it (never stale)."""
+"""Records: their text format (orjson where exact, the strict encoder otherwise), the decoded-record cache."""
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
 import json
+import uuid
 from typing import Any, Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsgisession import codec
-from wsgisession.cookies import SessionCookie
+from tests.helpers import SECRET, Color, saved_session
+from wsgisession import jsondata, records
+from wsgisession.ids import Fingerprint
 from wsgisession.manager import SessionManager
-from wsgisession.record_cache import RecordCache
+from wsgisession.records import RecordCache
 from wsgisession.session import SharedSession
 from wsgisession.store import Store
 
-from tests.conftest import SECRET
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+def encode(data: dict[str, Any], **options: Any) -> str:
+    return records.encode_record(1.5, 2.5, data, **options)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"user": "ann", "n": 1, "f": 1.5, "ok": True, "none": None, "nested": {"a": [1, 2, {"b": "c"}]}},
+        {"unicode": "héllo ✓ \u2028", "neg": -0.0, "small": 1e-300},
+        {"tuple": (1, 2)},  # stored as a list, like the stdlib does
+        {"level": Level.HIGH},  # an int subclass: stored as 3, like the stdlib does
+        {"exact": True, "nested": {"exact": True}},  # keys that look like the record's mark
+    ],
+)
+def test_records_round_trip_what_json_holds(data: dict[str, Any]) -> None:
+    text = encode(data)
+    expected = {"created": 1.5, "accessed": 2.5, "data": json.loads(json.dumps(data))}
+    assert json.loads(text) == expected
+    assert records.decode_record(text) == expected
+    assert not text.endswith(',"exact":true}')
+
+
+@pytest.mark.parametrize("number", [2**63 - 1, 2**64 - 1, 2**64 + 1, 2**80 + 1, -(2**63) - 1, 10**30 + 7])
+def test_integers_past_64_bits_are_read_back_exactly(number: int) -> None:
+    text = encode({"big": number, "nested": [number]})
+    data = records.decode_record(text)["data"]
+    assert data == {"big": number, "nested": [number]}
+    assert type(data["big"]) is int and type(data["nested"][0]) is int
+
+
+def test_long_digit_runs_in_strings_and_floats_read_back() -> None:
+    data = {"s": "12345678901234567890", "f": 0.12345678901234567, "t": (1,)}
+    assert records.decode_record(encode(data))["data"] == {"s": "12345678901234567890", "f": 0.12345678901234567, "t": [1]}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"),
+        float("inf"),
+        uuid.UUID(int=1),  # orjson would quietly write a string
+        Color.RED,  # orjson would quietly write "red"
+        datetime.datetime(2026, 1, 1),
+        datetime.date(2026, 1, 1),
+        Point(1),
+        {1, 2},
+        object(),
+        b"bytes",
+    ],
+)
+def test_encode_refuses_what_json_cannot_hold(value: Any) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        encode({"value": value})
+    with pytest.raises((TypeError, ValueError)):
+        encode({"nested": [{"value": value}]})
+
+
+def test_a_given_snapshot_is_trusted_only_if_it_decodes_back_to_the_data() -> None:
+    data = {"id": uuid.UUID(int=1)}
+    wrong = b'{"id":"00000000-0000-0000-0000-000000000001"}'
+    with pytest.raises(TypeError):
+        encode(data, snapshot_text=wrong)
+    assert encode({"n": 2}, snapshot_text=jsondata.snapshot({"n": 2})).endswith('"data":{"n":2}}')
+
+
+@pytest.mark.parametrize("text", ["[]", '"x"', "1", "{", ""])
+def test_decode_record_refuses_what_is_not_a_json_object(text: str) -> None:
+    with pytest.raises(ValueError):
+        records.decode_record(text)
+
+
+# -- the decoded-record cache ------------------------------------------------
 
 
 def as_json(value: Any) -> str:
@@ -24,7 +111,7 @@ def as_json(value: Any) -> str:
 
 
 def put(cache: RecordCache, session_id: str, text: str, data: dict[str, Any], **options: Any) -> bytes:
-    snap = codec.snapshot(data)
+    snap = jsondata.snapshot(data)
     assert snap is not None
     cache.put(session_id, text, 1.5, 2.5, data, snap, **options)
     return snap
@@ -114,8 +201,8 @@ def test_an_unknown_id_is_a_miss() -> None:
 
 def test_a_record_text_differing_by_one_character_is_a_miss() -> None:
     cache = RecordCache()
-    text = codec.encode_record(1.5, 2.5, {"n": 1})
-    other = codec.encode_record(1.5, 2.5, {"n": 2})
+    text = records.encode_record(1.5, 2.5, {"n": 1})
+    other = records.encode_record(1.5, 2.5, {"n": 2})
     assert len(text) == len(other)
     put(cache, "a", text, {"n": 1})
     assert cache.get("a", other) is None
@@ -195,37 +282,30 @@ def test_a_hit_does_not_refresh_an_entry() -> None:
 
 
 # -- through the manager -----------------------------------------------------
-def saved(manager: SessionManager, **values: Any) -> SharedSession:
-    session = manager.new()
-    session.update(values)
-    assert session.save()
-    return session
-
-
 def overwrite(manager: SessionManager, session_id: str, data: dict[str, Any]) -> str:
     """Write another record as another process would, past this manager."""
-    text = codec.encode_record(1000.0, manager.clock(), data)
+    text = records.encode_record(1000.0, manager.clock(), data)
     manager.store.write(session_id, text)
     return text
 
 
 def test_a_save_is_cached_and_loads_hand_out_fresh_copies(manager: SessionManager) -> None:
-    session = saved(manager, user="ann", nested={"list": [1, 2]})
+    session = saved_session(manager, user="ann", nested={"list": [1, 2]})
     text = manager.store.read(session.id)
     assert text is not None
-    found = manager.records.get(session.id, text)
-    assert found is not None and as_json(found[2]) == as_json(manager.decode(text).data)
+    found = manager.records.cache.get(session.id, text)
+    assert found is not None and as_json(found[2]) == as_json(manager.records.decode(text).data)
     first, first_text = manager.load(session.id)
     assert first_text == text
     first.data["nested"]["list"].append(3)
     first.data["user"] = "bob"
     second, _ = manager.load(session.id)
     assert as_json(second.data) == as_json({"user": "ann", "nested": {"list": [1, 2]}})
-    assert manager.open(session.id).to_dict() == {"user": "ann", "nested": {"list": [1, 2]}}
+    assert SharedSession.open(manager, session.id).to_dict() == {"user": "ann", "nested": {"list": [1, 2]}}
 
 
 def test_a_load_of_flat_data_hands_out_fresh_copies(manager: SessionManager) -> None:
-    session = saved(manager, user="ann", n=1)
+    session = saved_session(manager, user="ann", n=1)
     first, _ = manager.load(session.id)
     first.data["user"] = "bob"
     del first.data["n"]
@@ -249,21 +329,21 @@ def test_a_load_of_flat_data_hands_out_fresh_copies(manager: SessionManager) -> 
 def test_a_record_written_meanwhile_is_seen_not_the_cached_one(
     manager: SessionManager, old: dict[str, Any], new: dict[str, Any]
 ) -> None:
-    session = saved(manager, **old)
-    assert len(manager.records) == 1
+    session = saved_session(manager, **old)
+    assert len(manager.records.cache) == 1
     manager.load(session.id)  # a cached load first
     overwrite(manager, session.id, new)
     record, _ = manager.load(session.id)
     assert as_json(record.data) == as_json(new)
     found = manager.read(session.id)
-    assert found is not None and as_json(found[0].data) == as_json(new)
+    assert found is not None and as_json(found.data) == as_json(new)
     fresh = SharedSession(manager, session.id, is_new=False)
     assert as_json(fresh.to_dict()) == as_json(new)
-    assert as_json(manager.open(session.id).to_dict()) == as_json(new)
+    assert as_json(SharedSession.open(manager, session.id).to_dict()) == as_json(new)
 
 
 def test_a_save_after_a_write_meanwhile_merges_into_the_new_record(manager: SessionManager) -> None:
-    session = saved(manager, a=1, b=1)
+    session = saved_session(manager, a=1, b=1)
     overwrite(manager, session.id, {"a": 1, "b": 2, "c": 3})
     session["a"] = 5
     assert session.save()
@@ -274,40 +354,40 @@ def test_a_save_after_a_write_meanwhile_merges_into_the_new_record(manager: Sess
 
 def test_another_process_writing_the_file_store_is_seen(make_manager: Callable[..., SessionManager]) -> None:
     ours, theirs = make_manager("file"), make_manager("file")  # one data_dir: two processes
-    session = saved(ours, n=1, nested={"x": [1]})
-    other = theirs.open(session.id)
+    session = saved_session(ours, n=1, nested={"x": [1]})
+    other = SharedSession.open(theirs, session.id)
     other["n"] = 2
     other["nested"]["x"].append(2)
     assert other.save()
     record, _ = ours.load(session.id)
     assert as_json(record.data) == as_json({"n": 2, "nested": {"x": [1, 2]}})
-    assert ours.open(session.id)["n"] == 2
+    assert SharedSession.open(ours, session.id)["n"] == 2
 
 
 def test_ending_and_rotating_forget_the_cached_record(manager: SessionManager) -> None:
-    session = saved(manager, n=1)
+    session = saved_session(manager, n=1)
     old_id, old_text = session.id, manager.store.read(session.id)
-    assert old_text is not None and manager.records.get(old_id, old_text) is not None
+    assert old_text is not None and manager.records.cache.get(old_id, old_text) is not None
     session.regenerate_id()
-    assert manager.records.get(old_id, old_text) is None and len(manager.records) == 1
+    assert manager.records.cache.get(old_id, old_text) is None and len(manager.records.cache) == 1
     assert manager.read(old_id) is None
     new_text = manager.store.read(session.id)
-    assert new_text is not None and manager.records.get(session.id, new_text) is not None
+    assert new_text is not None and manager.records.cache.get(session.id, new_text) is not None
     session.delete()
-    assert manager.records.get(session.id, new_text) is None and len(manager.records) == 0
+    assert manager.records.cache.get(session.id, new_text) is None and len(manager.records.cache) == 0
 
 
 def test_an_integer_past_64_bits_round_trips_exactly(manager: SessionManager) -> None:
-    session = saved(manager, big=2**70, nested=[2**70], n=1)
+    session = saved_session(manager, big=2**70, nested=[2**70], n=1)
     text = manager.store.read(session.id)
     assert text is not None and text.endswith(',"exact":true}')
-    assert manager.records.get(session.id, text) is None  # its snapshot is not exact: not cached
+    assert manager.records.cache.get(session.id, text) is None  # its snapshot is not exact: not cached
     for _ in range(2):
         record, _ = manager.load(session.id)
         assert record.data == {"big": 2**70, "nested": [2**70], "n": 1}
         assert type(record.data["big"]) is int and type(record.data["nested"][0]) is int
-        assert manager.records.get(session.id, text) is None
-    fresh = manager.open(session.id)
+        assert manager.records.cache.get(session.id, text) is None
+    fresh = SharedSession.open(manager, session.id)
     assert fresh["big"] == 2**70 and type(fresh["big"]) is int
     fresh["n"] = 2  # a save of another key keeps it exact
     assert fresh.save()
@@ -316,7 +396,7 @@ def test_an_integer_past_64_bits_round_trips_exactly(manager: SessionManager) ->
 
 
 def test_an_exact_record_written_meanwhile_is_seen(manager: SessionManager) -> None:
-    session = saved(manager, big=1)  # cached: flat
+    session = saved_session(manager, big=1)  # cached: flat
     text = overwrite(manager, session.id, {"big": 2**70 + 1})
     assert text.endswith(',"exact":true}')
     record, _ = manager.load(session.id)
@@ -331,9 +411,9 @@ def test_an_exact_record_written_meanwhile_is_seen(manager: SessionManager) -> N
 
 
 def test_a_value_orjson_writes_as_another_type_is_not_cached_as_it(manager: SessionManager) -> None:
-    session = saved(manager, pair=(1, 2))  # stored as a list, like the stdlib does
+    session = saved_session(manager, pair=(1, 2))  # stored as a list, like the stdlib does
     text = manager.store.read(session.id)
-    assert text is not None and manager.records.get(session.id, text) is None
+    assert text is not None and manager.records.cache.get(session.id, text) is None
     record, _ = manager.load(session.id)
     assert record.data == {"pair": [1, 2]}
     again, _ = manager.load(session.id)  # read back from the text, it is exact: cached now
@@ -353,15 +433,15 @@ values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=8,
 )
-records = st.dictionaries(st.text(max_size=4), values, max_size=4)
+session_data = st.dictionaries(st.text(max_size=4), values, max_size=4)
 
 
 @settings(max_examples=100, deadline=None)
-@given(records, records)
+@given(session_data, session_data)
 def test_loads_always_give_what_the_stored_text_decodes_to(first: dict[str, Any], second: dict[str, Any]) -> None:
-    manager = SessionManager(store=Store(type="memory"), cookie=SessionCookie(secret=SECRET))
+    manager = SessionManager(store=Store(type="memory"), fingerprint=Fingerprint(secret=SECRET))
     first = {**first, "_key_": 0}  # never empty: the first save writes
-    session = manager.new()
+    session = SharedSession.new(manager)
     session.update(first)
     assert session.save()
     for data in (first, second):
@@ -372,6 +452,6 @@ def test_loads_always_give_what_the_stored_text_decodes_to(first: dict[str, Any]
             assert text is not None
             record, loaded_text = manager.load(session.id)
             assert loaded_text == text
-            expected = codec.decode_record(text)["data"]
+            expected = records.decode_record(text)["data"]
             assert as_json(record.data) == as_json(expected) == as_json(data)
             record.data.clear()  # never leaks into the next load

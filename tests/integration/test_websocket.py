@@ -22,8 +22,8 @@ from typing import Callable, Iterator
 import pytest
 import requests
 
-from tests.servers import Server, connect, cookie_header, gunicorn, login, serve, write_ini
-from tests.test_worker import chunked, frame
+from tests.helpers import chunked, connect, cookie_header, counter_http, frame
+from tests.servers import Server, gunicorn, serve, write_ini
 
 LIMIT = 1_000_000
 DECLARED = 50_000_000
@@ -152,7 +152,7 @@ def polling_attack(server: Server, http: requests.Session, sid: str, *, chunked_
 
 
 def test_a_50mb_websocket_frame_is_refused_without_stalling(server: Server) -> None:
-    http = login(server.url, "flood")
+    http = counter_http(server.url, "flood")
     sent, seconds, rest = measure("websocket 50 MB frame", http, server, websocket_attack(server, http))
     assert seconds < 2.0 and sent < SENT_AT_MOST
     assert rest.endswith(b"\x88\x11\x03\xf1message too big")  # a close frame: 1009 and its reason
@@ -162,7 +162,7 @@ def test_a_50mb_websocket_frame_is_refused_without_stalling(server: Server) -> N
 
 
 def test_a_message_within_the_limit_still_works(server: Server) -> None:
-    http = login(server.url, "big")
+    http = counter_http(server.url, "big")
     client = connect(server.url, cookie=cookie_header(http))
     try:
         payload = "z" * (LIMIT - 1000)
@@ -181,7 +181,7 @@ def test_a_message_within_the_limit_still_works(server: Server) -> None:
 
 @pytest.mark.parametrize("body", ["content-length", "chunked"])
 def test_a_polling_body_over_the_limit_gets_413_and_the_session_survives(server: Server, body: str) -> None:
-    http = login(server.url, f"poll-{body}")
+    http = counter_http(server.url, f"poll-{body}")
     client = connect(server.url, cookie=cookie_header(http), transport="polling")
     try:
         assert client.call("incr") == 1

@@ -1,0 +1,108 @@
+"""SessionSockets in this process: the connect join (rule 1), bindings, rebinding, ``session(sid)``.
+
+Sockets are registered as python-socketio registers one (its manager), then
+joined through :meth:`SessionSockets.connect` with real handshake environs;
+the end-to-end paths are in tests/integration.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+import socketio
+
+from tests.helpers import bound, handshake, joined, saved_session
+from wsgisession.errors import UnknownSession
+from wsgisession.ids import new_session_id
+from wsgisession.manager import SessionManager
+from wsgisession.origins import VERDICT_KEY
+from wsgisession.session import SharedSession
+
+
+def refusal(connect: Callable[[], Any]) -> str:
+    with pytest.raises(socketio.exceptions.ConnectionRefusedError) as info:
+        connect()
+    return str(info.value.error_args["message"])
+
+
+def test_rule1_connect_refusals_carry_their_reason(manager: SessionManager) -> None:
+    sockets, _ = bound(manager)
+    session = saved_session(manager, a=1)
+    cases = {
+        "no_cookie": handshake(sockets, None),
+        "bad_signature": {**handshake(sockets, None), "HTTP_COOKIE": f"{sockets.cookie.name}={session.id}.forged"},
+        "unknown_session": handshake(sockets, new_session_id()),
+        "bad_origin": handshake(sockets, session.id, HTTP_ORIGIN="http://evil.example"),
+    }
+    for reason, environ in cases.items():
+        sid = sockets.sio.manager.connect(f"eio-{reason}", "/")
+        assert refusal(lambda: sockets.connect("/", sid, environ, None, None)) == reason
+    assert sockets.bindings() == {}
+
+
+def test_rule1_anonymous_sockets_are_admitted_only_when_allowed(manager: SessionManager) -> None:
+    sockets, _ = bound(manager, allow_anonymous=True)
+    sid = sockets.sio.manager.connect("eio-1", "/")
+    assert sockets.connect("/", sid, handshake(sockets, new_session_id()), None, None) is None
+    assert sockets.bindings() == {} and sockets.session_of(sid) is None
+    started = sockets.start_session(sid)
+    assert sockets.bindings() == {sid: ("/", started.id)}
+    assert manager.read(started.id) is not None  # stored at once: the cookie exchange can name it
+
+
+def test_rule1_the_origin_is_judged_once_per_handshake(manager: SessionManager) -> None:
+    sockets, _ = bound(manager)
+    session = saved_session(manager, a=1)
+    environ = handshake(sockets, session.id, HTTP_ORIGIN="http://evil.example")
+    first = sockets.sio.manager.connect("eio-1", "/")
+    assert refusal(lambda: sockets.connect("/", first, environ, None, None)) == "bad_origin"
+    environ["HTTP_ORIGIN"] = "http://localhost"  # another namespace of the same handshake
+    second = sockets.sio.manager.connect("eio-1", "/chat")
+    assert refusal(lambda: sockets.connect("/chat", second, environ, None, None)) == "bad_origin"
+    assert environ[VERDICT_KEY]
+
+
+def test_bindings_are_a_copy_and_bound_sessions_their_ids(manager: SessionManager) -> None:
+    sockets, _ = bound(manager)
+    session = saved_session(manager, a=1)
+    sid = joined(sockets, session.id, "eio-1")
+    copy = sockets.bindings()
+    copy.clear()
+    assert sockets.bindings() == {sid: ("/", session.id)}
+    assert sockets.bound_sessions() == {session.id}
+
+
+def test_rule8_rebind_moves_the_sockets_and_their_rooms(manager: SessionManager) -> None:
+    sockets, _ = bound(manager)
+    session, other = saved_session(manager, a=1), saved_session(manager, b=2)
+    sid, bystander = joined(sockets, session.id, "eio-1"), joined(sockets, other.id, "eio-2")
+    new_id = new_session_id()
+    sockets.rebind(session.id, new_id)
+    assert sockets.bindings() == {sid: ("/", new_id), bystander: ("/", other.id)}
+    assert sockets.sockets_of(new_id) == [sid] and sockets.sockets_of(session.id) == []
+    assert sockets.sockets_of(other.id) == [bystander]
+
+
+def test_session_of_a_socket_outside_a_handler_is_fresh_and_saved(manager: SessionManager) -> None:
+    sockets, _ = bound(manager)
+    session = saved_session(manager, n=1)
+    sid = joined(sockets, session.id, "eio-1")
+    elsewhere = SharedSession.open(manager, session.id)
+    elsewhere["n"] = 2
+    elsewhere.save()
+    with sockets.session(sid) as mine:
+        assert mine["n"] == 2  # as stored when the block starts
+        mine["seen"] = True
+    assert dict(SharedSession.open(manager, session.id)) == {"n": 2, "seen": True}
+    with pytest.raises(KeyError):
+        with sockets.session(sid) as mine:
+            mine["lost"] = True
+            raise KeyError("the block failed")
+    assert "lost" not in SharedSession.open(manager, session.id)
+
+
+def test_session_of_an_unbound_socket_is_an_error(manager: SessionManager) -> None:
+    sockets, _ = bound(manager)
+    with pytest.raises(UnknownSession):
+        with sockets.session("nobody"):
+            pass  # pragma: no cover

@@ -1,0 +1,134 @@
+"""What every backend offers the store: read, write, remove, and one transaction.
+
+A backend keeps one text per session id, through Beaker namespace managers of
+ours (one namespace per id, one key in it). Its transaction is the store's one
+way to change a session safely across processes: :meth:`Backend.begin` takes
+the backend's cross-process lock and reads the latest text
+(:attr:`Transaction.text`); the holder writes or removes through the
+transaction; :meth:`Transaction.commit` makes that durable and frees the lock.
+Nothing else does a store's I/O under a lock.
+
+Ids are format-checked (:func:`wsgisession.ids.is_session_id`) before a
+namespace manager, and so any key or path, is built for them. A backend turns
+its own faults (``faults``: the store cannot be reached) into
+:class:`~wsgisession.errors.StoreUnavailable`.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from beaker.container import NamespaceManager
+
+from ..errors import StoreUnavailable
+from ..ids import is_session_id
+
+log = logging.getLogger("wsgisession.store")
+
+#: the key of the session's text inside its namespace
+KEY = "session"
+
+#: namespace managers kept for reuse, per backend (they hold no data; building one costs about as much as a read)
+KEPT_MANAGERS = 4096
+
+
+class Transaction:
+    """One holding of a session's cross-process lock, with the latest text read under it.
+
+    ``text`` follows the holder's own writes. The base class writes through to
+    the backend at once (memory, file); a backend may stage writes until
+    :meth:`commit` instead (Redis).
+    """
+
+    __slots__ = ("backend", "key", "text", "entry", "after")
+
+    def __init__(self, backend: Backend, key: str) -> None:
+        self.backend = backend
+        self.key = key
+        self.text: str | None = backend.read(key)
+        self.entry: Any = None  # the store's in-process lock entry (wsgisession.locks.Entry), if any
+        self.after: list[Callable[[], None]] | None = None
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the outermost holder's commit succeeded (telling others of the change)."""
+        if self.after is None:
+            self.after = []
+        self.after.append(callback)
+
+    def write(self, text: str, ttl: int | None = None) -> None:
+        """Store ``text`` (``ttl``: seconds the backend may keep it, where it expires records)."""
+        self.backend.write(self.key, text, ttl)
+        self.text = text
+
+    def remove(self) -> None:
+        """Forget the session."""
+        self.backend.remove(self.key)
+        self.text = None
+
+    def commit(self) -> None:
+        """Make the writes durable and free the cross-process lock (none here)."""
+
+
+class Backend:
+    """A backend over one class of our namespace managers; subclasses add their lock to :meth:`begin`."""
+
+    name = ""
+    #: whether the backend drops a record past the ``ttl`` of its last write
+    expires = False
+    #: the exceptions that mean "the store is unavailable" (the store turns them into StoreUnavailable)
+    faults: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(self, manager_class: Callable[..., NamespaceManager], **options: Any) -> None:
+        self._class = manager_class
+        self._options = options
+        self._managers: dict[str, NamespaceManager] = {}
+
+    def manager(self, key: str) -> NamespaceManager:
+        """The namespace manager of ``key``; ``ValueError`` for anything but an id we issue."""
+        manager = self._managers.get(key)
+        if manager is None:
+            if not is_session_id(key):
+                raise ValueError("not a session id")
+            managers = self._managers
+            if len(managers) >= KEPT_MANAGERS:
+                del managers[next(iter(managers))]  # the oldest
+            manager = managers[key] = self._class(key, **self._options)
+        return manager
+
+    def fault(self, exc: BaseException) -> StoreUnavailable:
+        """The error for one of ``faults`` (logged once here)."""
+        log.error("the %s session store is unavailable: %s", self.name, exc)
+        return StoreUnavailable(f"the {self.name} session store is unavailable", backend=self.name)
+
+    def read(self, key: str) -> str | None:
+        """The text stored for ``key``; ``None`` if there is none."""
+        manager = self._managers.get(key)  # the usual case, without a call
+        if manager is None:
+            manager = self.manager(key)
+        try:
+            return str(manager[KEY])
+        except KeyError:
+            return None
+        except self.faults as exc:
+            raise self.fault(exc) from exc
+
+    def write(self, key: str, text: str, ttl: int | None = None) -> None:
+        """Store ``text`` for ``key``; ``ttl`` (seconds) lets a backend that expires records drop it."""
+        manager = self._managers.get(key)
+        if manager is None:
+            manager = self.manager(key)
+        try:
+            manager.set_value(KEY, text, expiretime=ttl)
+        except self.faults as exc:
+            raise self.fault(exc) from exc
+
+    def remove(self, key: str) -> None:
+        """Forget ``key`` (no error if it is gone)."""
+        try:
+            self.manager(key).do_remove()
+        except self.faults as exc:
+            raise self.fault(exc) from exc
+
+    def begin(self, key: str, timeout: float) -> Transaction:
+        """Take the cross-process lock of ``key`` (within ``timeout``) and read its latest text."""
+        return Transaction(self, key)
