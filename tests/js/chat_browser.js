@@ -27,7 +27,7 @@ const BROWSER_ARGS = [
 
 const result = {
   ok: false, failed_step: null, error: null, steps: [], observed: {},
-  screenshots: [], console_errors: [], page_errors: [],
+  screenshots: [], console_errors: [], page_errors: [], failed_responses: [],
 };
 let current = "launch";
 let context = null;
@@ -62,6 +62,9 @@ function watch(page, tag) {
     if (message.type() === "error") result.console_errors.push(`${tag}: ${message.text()}`);
   });
   page.on("pageerror", (error) => result.page_errors.push(`${tag}: ${error.message}`));
+  page.on("response", (response) => {
+    if (response.status() >= 400) result.failed_responses.push(`${tag}: ${response.status()} ${response.request().method()} ${response.url()}`);
+  });
   return page;
 }
 
@@ -83,6 +86,17 @@ function boxShowsName(page, id, name) {
       return false;
     }
   }, [id, name]);
+}
+
+function boxHoldsJson(page, id) {
+  return page.waitForFunction((boxId) => {
+    try {
+      JSON.parse(document.getElementById(boxId).textContent);
+      return true;
+    } catch (err) {
+      return false;
+    }
+  }, id);
 }
 
 // the session a box shows (its JSON)
@@ -202,6 +216,7 @@ const scenarios = {
     await step("a reload gets a fresh session", async () => {
       await page.reload();
       await statusIs(page, "connected");
+      await boxHoldsJson(page, "socket-says"); // the connect handler's get_session has been acked
       observed.after_reload = await rendered(page);
       observed.after_reload_socket_says = await box(page, "socket-says");
       const [cookie] = await context.cookies(options.url);
