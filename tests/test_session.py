@@ -312,3 +312,15 @@ def test_atomic_save_of_a_value_json_cannot_hold_raises_and_keeps_old_data(manag
             mine["bad"] = [bad]
     assert info.value.key == "bad"
     assert stored(manager, session.id) == {"n": 1}
+
+
+def test_rule8_a_rotation_inside_atomic_saves_under_the_new_id_only(manager: SessionManager) -> None:
+    session = saved_session(manager, n=1)
+    old_id = session.id
+    with session.atomic():
+        session["n"] += 1
+        session.regenerate_id()
+        session["user"] = "ann"
+    assert session.id != old_id
+    assert manager.store.read(old_id) is None  # the old id stays dead
+    assert dict(SharedSession.open(manager, session.id)) == {"n": 2, "user": "ann"}

@@ -234,7 +234,8 @@ class SharedSession(MutableMapping[str, Any]):
                 record.accessed = manager.clock()
             else:
                 record = Record(self.created, manager.clock(), self._data)
-            self._saved(record, manager.write(self.id, record, current, self._txn), current)
+            txn = self._txn if self._txn.key == self.id else None  # rotated inside the block: the new id
+            self._saved(record, manager.write(self.id, record, current, txn), current)
             self.is_new = False
             return True
         sets: dict[str, Any]
