@@ -5,6 +5,8 @@ import json
 import logging
 from typing import Any, Callable
 
+import gevent
+import gevent.event
 import pytest
 from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
@@ -16,7 +18,6 @@ from wsgisession.ids import Fingerprint
 from wsgisession.manager import SessionManager
 from wsgisession.middleware import SessionMiddleware
 from wsgisession.store import Store
-
 
 
 @Request.application  # type: ignore[arg-type]
@@ -31,6 +32,14 @@ def app(request: Request) -> Response:
         session["fresh"] = "1"
     elif request.path == "/rotate":
         session.regenerate_id()
+    elif request.path == "/incr":
+        with session.atomic():
+            session["n"] = session.get("n", 0) + 1
+    elif request.path == "/vanish-then-save":  # the record goes (a logout elsewhere, a store expiry) mid-request
+        session.get("a")
+        request.environ["wsgisession.manager"].store.remove(session.id)
+        session["b"] = "2"
+        session.save()
     elif request.path == "/static":
         return Response("no session used")
     return Response(json.dumps(dict(session)), mimetype="application/json")
@@ -128,3 +137,38 @@ def test_store_down_answers_503_and_loses_nothing(make_manager: Callable[..., Se
     assert "Set-Cookie" not in response.headers  # nothing rotated or invalidated
     response = Client(SessionMiddleware(app, manager=manager, cookie=SessionCookie(secret=SECRET))).get("/set?a=1")
     assert response.status_code == 503
+
+
+def test_a_lock_not_had_in_time_answers_503_with_retry_after(make_manager: Callable[..., SessionManager],
+                                                             backend: str) -> None:
+    manager = make_manager(backend, store_options={"lock_timeout": 0.05})
+    client = Client(SessionMiddleware(app, manager=manager, cookie=COOKIE))
+    client.get("/set?a=1")
+    session_id = COOKIE.unsign(str(session_cookie(client)))
+    holding = gevent.event.Event()
+
+    def hold() -> None:
+        with manager.store.transaction(session_id):  # as another request or process would
+            holding.set()
+            gevent.sleep(0.3)
+
+    holder = gevent.spawn(hold)
+    holding.wait()
+    response = client.get("/incr")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert b"the session is busy" in response.data
+    assert "Set-Cookie" not in response.headers  # nothing rotated or invalidated
+    holder.join()
+    assert client.get("/incr").status_code == 200
+    assert client.get("/get").json == {"a": "1", "n": 1}
+
+
+def test_a_session_that_ended_under_the_request_answers_409_not_a_traceback(
+    client: Client, manager: SessionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    client.get("/set?a=1")
+    response = client.get("/vanish-then-save")
+    assert response.status_code == 409 and b"the session ended while this request used it" in response.data
+    assert "beaker.session.id=;" in response.headers["Set-Cookie"]  # the cookie is removed
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback logged as the app's bug
+    assert client.get("/get").json == {}  # the next request starts afresh

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import gevent
+import gevent.event
 import pytest
 import socketio
 
@@ -106,3 +108,32 @@ def test_session_of_an_unbound_socket_is_an_error(manager: SessionManager) -> No
     with pytest.raises(UnknownSession):
         with sockets.session("nobody"):
             pass  # pragma: no cover
+
+
+def test_an_event_whose_session_lock_is_not_had_in_time_is_acked_lock_timeout(
+    make_manager: Callable[..., SessionManager]
+) -> None:
+    manager = make_manager("memory", store_options={"lock_timeout": 0.05})
+    sockets, _ = bound(manager)
+
+    def incr(sid: str, session: SharedSession) -> int:
+        with session.atomic():
+            session["n"] = session.get("n", 0) + 1
+            return int(session["n"])
+
+    sockets.on("incr", incr)
+    session = saved_session(manager, n=0)
+    sid = joined(sockets, session.id, "eio-1")
+    holding = gevent.event.Event()
+
+    def hold() -> None:
+        with manager.store.transaction(session.id):  # another process's request, say
+            holding.set()
+            gevent.sleep(0.3)
+
+    holder = gevent.spawn(hold)
+    holding.wait()
+    assert sockets.dispatch(sid, incr, ()) == {"error": "lock_timeout"}
+    holder.join()
+    assert sockets.dispatch(sid, incr, ()) == 1
+    assert sockets.bindings() == {sid: ("/", session.id)}  # the socket stays

@@ -162,7 +162,7 @@ def make_app(
     absolute_timeout: int | None = None,
     touch_interval: int = 60,
     autosave: bool = True,
-    lock_timeout: float = 5.0,
+    lock_timeout: float = 10.0,
     lock_ttl: float = 5.0,
     locking: bool = True,
     allow_anonymous: bool = False,

@@ -8,7 +8,13 @@ The cookie is parsed tolerantly and its signature checked; a missing,
 tampered or unknown cookie gives a fresh session (and never adopts the id the
 client sent). Changes are saved when the app starts its response (so the
 cookie can be set) and again when the body is closed, if changed meanwhile.
-A store that is down answers ``503 Service Unavailable``.
+
+What the app does not catch is answered plainly, never as the app's bug: a
+store that is down, or a session lock not had within ``lock_timeout`` (another
+process holds it, or died holding it), is ``503 Service Unavailable`` with
+``Retry-After``; a session that ended while the request used it (a logout
+elsewhere, a store expiry inside ``atomic()``) is ``409 Conflict`` with the cookie
+removed, so the next request starts afresh.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from werkzeug.wsgi import ClosingIterator
 
 from .cookies import SessionCookie
-from .errors import BadSignature, NoCookie, SessionEnded, StoreUnavailable
+from .errors import BadSignature, LockTimeout, NoCookie, SessionEnded, StoreUnavailable
 from .manager import SessionManager
 from .session import SharedSession
 
@@ -76,10 +82,15 @@ class SessionMiddleware:
 
         try:
             body = self.app(environ, session_start_response)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, LockTimeout) as exc:
             if headers_sent:
                 raise
             return self._unavailable(exc, start_response)
+        except SessionEnded as exc:
+            if headers_sent:
+                raise
+            log.warning("request of session %s answered 409: %s", self.manager.fingerprint(session.id), exc)
+            return self._ended(exc, start_response, cookie_id)
         return ClosingIterator(body, [lambda: self._autosave(session)])
 
     def _autosave(self, session: SharedSession) -> None:
@@ -100,10 +111,19 @@ class SessionMiddleware:
             headers.append(cookie.set_header(session.id))
         return headers
 
-    def _unavailable(self, exc: StoreUnavailable, start_response: StartResponse) -> list[bytes]:
-        body = b"503 Service Unavailable: the session store is unavailable; try again shortly.\n"
-        start_response(
-            "503 Service Unavailable",
-            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), ("Retry-After", "5")],
-        )
-        return [body]
+    def _unavailable(self, exc: StoreUnavailable | LockTimeout, start_response: StartResponse) -> list[bytes]:
+        if isinstance(exc, LockTimeout):
+            body = b"503 Service Unavailable: the session is busy (its lock was not free in time); try again.\n"
+        else:
+            body = b"503 Service Unavailable: the session store is unavailable; try again shortly.\n"
+        return _plain(start_response, "503 Service Unavailable", body, [("Retry-After", "5")])
+
+    def _ended(self, exc: SessionEnded, start_response: StartResponse, cookie_id: str | None) -> list[bytes]:
+        body = f"409 Conflict: the session ended while this request used it ({exc.reason}); nothing was saved.\n"
+        headers = [("Vary", "Cookie")] + ([self.cookie.delete_header()] if cookie_id is not None else [])
+        return _plain(start_response, "409 Conflict", body.encode(), headers)
+
+
+def _plain(start_response: StartResponse, status: str, body: bytes, headers: list[tuple[str, str]]) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *headers])
+    return [body]

@@ -37,7 +37,15 @@ import socketio
 
 from .cookie_exchange import EVENT as COOKIE_EVENT, CookieExchange
 from .cookies import SessionCookie
-from .errors import SessionEnded, SessionExpired, SessionRefused, StoreUnavailable, UnknownSession, WsgiSessionError
+from .errors import (
+    LockTimeout,
+    SessionEnded,
+    SessionExpired,
+    SessionRefused,
+    StoreUnavailable,
+    UnknownSession,
+    WsgiSessionError,
+)
 from .lifecycle import Lifecycle
 from .manager import SessionManager
 from .namespace import SessionNamespace
@@ -228,6 +236,9 @@ class SessionSockets:
             if binding is not None:
                 self.end_socket(binding[0], sid, exc.reason)
             return {"error": "session_ended", "reason": exc.reason}
+        except LockTimeout as exc:  # another process holds the session (or died holding it): try again
+            log.warning("event of socket %s not handled: %s", sid, exc)
+            return {"error": "lock_timeout"}
         except StoreUnavailable:
             log.error("event of socket %s not handled: the session store is unavailable", sid)
             binding = self._bindings.get(sid)

@@ -27,6 +27,7 @@ manager (the session's hot paths use them). A backend fault is
 """
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager
 from typing import Any, Callable
 
@@ -34,6 +35,8 @@ from .backends import backend_for
 from .backends.base import Transaction
 from .errors import LockTimeout
 from .locks import LockRegistry
+
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -45,13 +48,18 @@ class Store:
         type: str = "file",
         data_dir: str | None = None,
         url: str | None = None,
-        lock_timeout: float = 5.0,
+        lock_timeout: float = 10.0,
         lock_ttl: float = 5.0,
         locking: bool = True,
         **options: Any,
     ) -> None:
         if type in ("ext:redis", "redis"):
             options["lock_ttl"] = lock_ttl
+            if lock_timeout <= lock_ttl:
+                log.warning(
+                    "lock_timeout (%ss) is not longer than lock_ttl (%ss): a waiter may give up just before "
+                    "the lock of a holder that died expires", lock_timeout, lock_ttl,
+                )
         self.backend = backend_for(type, data_dir=data_dir, url=url, **options)
         self.name = self.backend.name
         self.expires = self.backend.expires  # whether the backend drops records past a write's ttl
