@@ -102,6 +102,17 @@ def test_frame_over_the_limit_is_refused_from_its_header(pair: Any, caplog: pyte
     assert "50000000 bytes declared, the limit is 1000" in caplog.text
 
 
+def test_an_unmasked_client_frame_closes_the_connection_with_1002(pair: Any, caplog: pytest.LogCaptureFixture) -> None:
+    client, websocket, stream = pair
+    client.sendall(bytes([0x81, 5]) + b"hello")  # a text frame without the mask bit (RFC 6455 5.1)
+    with caplog.at_level(logging.WARNING, logger="wsgisession.security"):
+        assert websocket.receive() is None
+    assert websocket.closed and stream.requested == 2  # the header only: the payload is not read
+    opcode, payload = read_frame(client)
+    assert opcode == 0x8 and close_code(payload) == 1002
+    assert "websocket frame refused: not masked" in caplog.text
+
+
 def test_frame_within_the_limit_is_received(pair: Any) -> None:
     client, websocket, _ = pair
     client.sendall(frame(b"x" * LIMIT, opcode=0x1))

@@ -10,6 +10,9 @@ stalled every other greenlet of the process for 9.5 s (measured).
   payload, and unmasks with integer arithmetic instead of a per-byte loop;
 - ``receive`` answers a message over the limit with close code 1009 ("message
   too big") and ends the connection;
+- a client frame that is not masked is a protocol error (RFC 6455 5.1: the
+  server must close the connection; gevent-websocket accepts it): close code
+  1002, its payload unread;
 - ``close`` sends its status code (gevent-websocket 0.10.1 drops it);
 - UTF-8 is validated by the codec in C, not per byte in Python.
 
@@ -115,6 +118,12 @@ class LimitedWebSocket(WebSocket):  # type: ignore[misc]
         header = Header.decode_header(self.stream)
         if header.flags:
             raise ProtocolError("reserved bits set without an extension")
+        if not header.mask:  # upstream's receive() answers a ProtocolError with close code 1002
+            security_log.warning(
+                "websocket frame refused: not masked (client %s, path %s)",
+                client_of(self.handler), (self.environ or {}).get("PATH_INFO", "-"),
+            )
+            raise ProtocolError("a client frame must be masked (RFC 6455 5.1)")
         length: int = header.length
         if header.opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY, self.OPCODE_CONTINUATION):
             # control frames (<= 125 bytes) do not count; the fragments of one message add up
