@@ -20,7 +20,9 @@ from wsgisession.cookies import SessionCookie
 from wsgisession.realtime import SessionSockets
 from wsgisession.session import SharedSession
 from wsgisession.testing import connect_socket, refusal_reason
-from wsgisession.testing import cookie_header as cookie_header  # re-exported for the tests
+from wsgisession.testing import (
+    cookie_header as cookie_header,  # re-exported for the tests
+)
 from wsgisession.websocket import unmask
 
 if TYPE_CHECKING:
@@ -98,6 +100,33 @@ def frame(payload: bytes = b"", *, opcode: int = 0x2, fin: bool = True, length: 
     else:
         head = bytes([first, 0x80 | 127]) + struct.pack("!Q", size)
     return head + MASK + unmask(payload, MASK)
+
+
+def recv_exactly(sock: Any, size: int) -> bytes:
+    """Exactly ``size`` bytes from ``sock`` (EOFError if it closes first)."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError(f"closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
+
+
+def read_frame(sock: Any) -> tuple[int, bytes]:
+    """One unmasked server frame: (opcode, payload)."""
+    first, second = recv_exactly(sock, 2)
+    size = second & 0x7F
+    if size == 126:
+        size = struct.unpack("!H", recv_exactly(sock, 2))[0]
+    elif size == 127:
+        size = struct.unpack("!Q", recv_exactly(sock, 8))[0]
+    return first & 0x0F, recv_exactly(sock, size)
+
+
+def close_code(payload: bytes) -> int:
+    """The status code of a close frame's payload."""
+    return int(struct.unpack("!H", payload[:2])[0])
 
 
 def chunked(*parts: bytes) -> bytes:
