@@ -1,7 +1,7 @@
 # gunicorn settings for wsgisession apps:
 #   gunicorn --paste conf/development.ini -c conf/gunicorn.conf.py
 # The worker is gevent-websocket's gevent worker with TCP_NODELAY (plain
-# `-k gevent` cannot serve the websocket transport once gevent-websocket is
+# `-k gevent` hands no websocket upgrade to the app (it answers them 400) once gevent-websocket is
 # installed). Several workers need the Redis store (conf/counter-redis.ini).
 import os
 

@@ -22,6 +22,7 @@ From an INI file (PasteDeploy), as a filter that wraps any WSGI app::
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import time
 from contextlib import AbstractContextManager
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
 
 H = TypeVar("H", bound=Callable[..., Any])
 
+log = logging.getLogger(__name__)
+_told_no_websocket = False  # the one log line per process of _cannot_upgrade
+
 
 class WsgiSessionApp:
     """The composed WSGI callable: ``/socket.io/`` to Socket.IO, the rest to the app."""
@@ -76,7 +80,28 @@ class WsgiSessionApp:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ["wsgisession.app"] = self  # views reach emit_to_session() and friends here
+        if "HTTP_UPGRADE" in environ and "wsgi.websocket" not in environ:
+            return self._cannot_upgrade(environ, start_response)
         return self.wsgi(environ, start_response)
+
+    def _cannot_upgrade(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """A websocket upgrade that the server did not hand over (plain ``gunicorn -k gevent``, say).
+
+        python-engineio would raise on every such connection; this answers 400 in one line,
+        logs once per process which worker to use, and the client stays on polling.
+        """
+        if str(environ.get("HTTP_UPGRADE", "")).lower() != "websocket":
+            return self.wsgi(environ, start_response)
+        global _told_no_websocket
+        if not _told_no_websocket:
+            _told_no_websocket = True
+            log.error("this server does not hand websocket upgrades to the app: run gunicorn with "
+                      "-k wsgisession.server.Worker (conf/gunicorn.conf.py sets it) or `wsgisession serve`; "
+                      "clients stay on polling meanwhile")
+        body = b"400 Bad Request: this server cannot upgrade to websocket (use -k wsgisession.server.Worker)\n"
+        start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8"),
+                                           ("Content-Length", str(len(body)))])
+        return [body]
 
     # -- the Socket.IO side, for the app's code -------------------------------
     @overload

@@ -26,7 +26,7 @@ import socketio
 import urllib3
 
 from tests.helpers import ROOT, SECRET, connect, cookie_header, counter_cookie, wait_until
-from tests.servers import BIN, Server, child_env, free_port, gunicorn, serve, wait_for_port
+from tests.servers import BIN, Server, child_env, free_port, gunicorn, serve, wait_for_port, write_ini
 
 EXAMPLES = ("flask_app", "pyramid_app", "werkzeug_app")
 
@@ -512,3 +512,25 @@ def test_production_sigterm_finishes_the_request_in_progress_and_loses_no_update
 @pytest.mark.slow
 def test_production_sigterm_finishes_every_request_and_event_it_took_up(sigterm_run: Run) -> None:
     assert_nothing_taken_up_was_killed(sigterm_run)
+
+
+# -- plain `gunicorn -k gevent`: no websocket handler ----------------------------
+def test_plain_gevent_worker_serves_http_and_polling_and_refuses_websocket_in_one_line(tmp_path: Path) -> None:
+    """gevent-websocket's handler is not there to hand the upgrade over: a clear 400, never a traceback."""
+    with gunicorn(write_ini(tmp_path, **{"beaker.session.key": "counter.sid"}), extra_args=("-k", "gevent")) as server:
+        cookie = counter_cookie(server.url, "plain")
+        for _ in range(2):  # each upgrade is refused plainly; the log says why once
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                connect(server.url, cookie=cookie, transport="websocket")
+        upgrade = requests.get(server.url + "/socket.io/?EIO=4&transport=websocket", timeout=10,
+                               headers={"Upgrade": "websocket", "Connection": "Upgrade", "Cookie": cookie})
+        assert upgrade.status_code == 400 and b"use -k wsgisession.server.Worker" in upgrade.content
+        polling = connect(server.url, cookie=cookie, transport="polling")
+        try:
+            assert polling.call("incr", timeout=10) == 1
+        finally:
+            polling.disconnect()
+        output = server.output()
+    assert "Using worker: gevent" in output
+    assert output.count("does not hand websocket upgrades to the app") == 1
+    assert "Traceback" not in output and "not configured appropriately" not in output
