@@ -1,6 +1,8 @@
 """SessionManager: records by id, expiry, rotation and endings, told to listeners only once committed."""
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -112,3 +114,73 @@ def test_create_stores_an_empty_record_at_once(manager: SessionManager) -> None:
     session_id, record, text = manager.create()
     assert manager.store.read(session_id) == text and record.data == {}
     assert manager.read(session_id) is not None
+
+
+def test_rule7_rotation_then_logout_inside_atomic_are_told_in_order(manager: SessionManager) -> None:
+    heard = Heard(manager)
+    session = saved_session(manager, a=1)
+    old_id = session.id
+    with session.atomic():
+        session.regenerate_id()
+        new_id = session.id
+        session.delete()
+        assert heard.events == []  # both wait for the block's commit
+    assert heard.events == [("rotated", old_id, new_id, "gone"), ("ended", new_id, "logout", "gone")]
+
+
+def test_a_failing_listener_does_not_keep_the_others_or_the_session_from_a_rotation(
+    manager: SessionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def session_ended(self, session_id: str, reason: str) -> None:
+            raise RuntimeError("a listener's bug")
+
+        def session_rotated(self, old_id: str, new_id: str) -> None:
+            raise RuntimeError("a listener's bug")
+
+    manager.listeners.append(Broken())
+    heard = Heard(manager)
+    session = saved_session(manager, a=1)
+    old_id = session.id
+    session.regenerate_id()  # no exception: the rotation is committed, whatever a listener does
+    assert session.id != old_id and session.save() is False
+    assert heard.events == [("rotated", old_id, session.id, "gone")]
+    session.delete()
+    assert heard.events[-1] == ("ended", session.id, "logout", "gone")
+    assert caplog.text.count("a listener failed") == 2
+
+
+def test_writes_in_a_transaction_are_seen_by_others_once_committed(manager: SessionManager) -> None:
+    session = saved_session(manager, n=1)
+    before = manager.store.read(session.id)
+    with session.atomic():
+        session["n"] = 2
+        session.save()
+        assert manager.store.read(session.id) == before  # staged on every backend alike
+    assert SharedSession.open(manager, session.id)["n"] == 2
+
+
+@pytest.mark.redis
+def test_writes_in_a_redis_transaction_are_seen_by_others_once_committed(redis_url: str, redis_client: object) -> None:
+    manager = SessionManager(store=Store(type="ext:redis", url=redis_url), fingerprint=Fingerprint(secret=SECRET))
+    test_writes_in_a_transaction_are_seen_by_others_once_committed(manager)
+
+
+def test_a_file_lock_that_cannot_be_released_is_store_unavailable(
+    make_manager: Callable[..., SessionManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = make_manager("file")
+    session = saved_session(manager, a=1)
+    real_unlink = os.unlink
+
+    def failing_unlink(path: str) -> None:  # the disk fails as the lock file goes
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EIO, "I/O error", path)
+        real_unlink(path)
+
+    monkeypatch.setattr("wsgisession.locks.os.unlink", failing_unlink)
+    with pytest.raises(StoreUnavailable) as info:
+        session["b"] = 2
+        session.save()
+    assert info.value.backend == "file"
+    assert len(manager.store.locks) == 0  # the in-process lock is free all the same

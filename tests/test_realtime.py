@@ -137,3 +137,14 @@ def test_an_event_whose_session_lock_is_not_had_in_time_is_acked_lock_timeout(
     holder.join()
     assert sockets.dispatch(sid, incr, ()) == 1
     assert sockets.bindings() == {sid: ("/", session.id)}  # the socket stays
+
+
+def test_rule7_a_login_then_logout_inside_atomic_ends_the_socket(manager: SessionManager) -> None:
+    sockets, _ = bound(manager)
+    session = saved_session(manager, a=1)
+    sid = joined(sockets, session.id, "eio-1")
+    with session.atomic():
+        session.regenerate_id()  # the socket follows the new id...
+        session.delete()  # ...and then ends with it
+    assert sid not in sockets.bindings() and sockets.bindings() == {}
+    assert sockets.sockets_of(session.id) == []

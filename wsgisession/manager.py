@@ -134,12 +134,15 @@ class SessionManager:
 
     # -- lives -----------------------------------------------------------
     def rotate(
-        self, old_id: str, new_id: str, *, created: float, sets: dict[str, Any], dels: list[str]
+        self, old_id: str, new_id: str, *, created: float, sets: dict[str, Any], dels: list[str],
+        carrier: Transaction | None = None,
     ) -> tuple[Record, str, bytes | None]:
         """Move a session to ``new_id`` with ``sets`` and ``dels`` merged; the old id loads nothing.
 
         Under the old id's transaction; a record that is gone starts empty
-        (``created`` kept). Listeners hear of it once the move is committed.
+        (``created`` kept). Listeners hear of it once the move is committed, or,
+        with ``carrier`` (the transaction of an ``atomic()`` block that holds the
+        session), once that one is, in the order of the block's changes.
         Returns the record, its text and the snapshot of its data.
         """
         store = self.store
@@ -150,7 +153,7 @@ class SessionManager:
             snapshot = _snapshot(record.data)
             text = self.write(new_id, record, snapshot=snapshot)
             txn.remove()
-            txn.after_commit(lambda: self._rotated(old_id, new_id))
+            (carrier or txn).after_commit(lambda: self._rotated(old_id, new_id))
         finally:
             store.finish(txn)
         return record, text, snapshot
@@ -159,15 +162,21 @@ class SessionManager:
         self.records.forget(old_id)
         log.info("session %s rotated to %s", self.fingerprint(old_id), self.fingerprint(new_id))
         for listener in self.listeners:
-            listener.session_rotated(old_id, new_id)
+            try:
+                listener.session_rotated(old_id, new_id)
+            except Exception:  # one listener's bug must not keep the others (or the caller) from the news
+                log.exception("a listener failed on the rotation of session %s", self.fingerprint(old_id))
 
-    def delete(self, session_id: str, *, reason: str) -> None:
-        """Remove a session under its lock; once that is committed, every listener is told (its sockets end)."""
+    def delete(self, session_id: str, *, reason: str, carrier: Transaction | None = None) -> None:
+        """Remove a session under its lock; once that is committed, every listener is told (its sockets end).
+
+        ``carrier``: as for :meth:`rotate`.
+        """
         store = self.store
         txn = store.begin(session_id)
         try:
             txn.remove()
-            txn.after_commit(lambda: self._ended(session_id, reason))
+            (carrier or txn).after_commit(lambda: self._ended(session_id, reason))
         finally:
             store.finish(txn)
 
@@ -180,4 +189,7 @@ class SessionManager:
         self.records.forget(session_id)
         log.info("session %s ended (%s)", self.fingerprint(session_id), reason)
         for listener in self.listeners:
-            listener.session_ended(session_id, reason)
+            try:
+                listener.session_ended(session_id, reason)
+            except Exception:  # as in _rotated
+                log.exception("a listener failed on the end of session %s", self.fingerprint(session_id))

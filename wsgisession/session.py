@@ -304,7 +304,7 @@ class SharedSession(MutableMapping[str, Any]):
         if self.ended:
             return
         if not self.is_new:
-            self._manager.delete(self.id, reason="logout")  # its sockets hear of it once committed
+            self._manager.delete(self.id, reason="logout", carrier=self._txn)  # told once committed
         self.ended = "logout"
         self._data, self._base, self._snap = {}, {}, _EMPTY_SNAPSHOT
         self._clean = False
@@ -328,7 +328,9 @@ class SharedSession(MutableMapping[str, Any]):
             self.id = new_id
             return
         sets, dels = self.changes()
-        record, text, snapshot = manager.rotate(old_id, new_id, created=self.created, sets=sets, dels=dels)
+        record, text, snapshot = manager.rotate(
+            old_id, new_id, created=self.created, sets=sets, dels=dels, carrier=self._txn
+        )
         self.id = new_id
         self.rotated_from = old_id
         self._saved(record, text, snapshot, True)

@@ -21,7 +21,8 @@ and the latest text read under it)::
         txn.write(change(txn.text))
 
 :meth:`Store.begin` and :meth:`Store.finish` are the same without a context
-manager (the session's hot paths use them). A backend fault is
+manager (the session's hot paths use them). A transaction's writes are made
+at its commit, on every backend: until then the store holds what it held. A backend fault is
 :class:`~wsgisession.errors.StoreUnavailable`; a lock not taken in
 ``lock_timeout`` is :class:`~wsgisession.errors.LockTimeout`.
 """

@@ -35,12 +35,12 @@ KEPT_MANAGERS = 4096
 class Transaction:
     """One holding of a session's cross-process lock, with the latest text read under it.
 
-    ``text`` follows the holder's own writes. The base class writes through to
-    the backend at once (memory, file); a backend may stage writes until
-    :meth:`commit` instead (Redis).
+    Writes are staged and made by :meth:`commit`, on every backend alike: until
+    then others (and direct reads of the store) see the stored text as it was,
+    while ``text`` follows the holder's own writes.
     """
 
-    __slots__ = ("backend", "key", "text", "entry", "after")
+    __slots__ = ("backend", "key", "text", "entry", "after", "change")
 
     def __init__(self, backend: Backend, key: str) -> None:
         self.backend = backend
@@ -48,6 +48,7 @@ class Transaction:
         self.text: str | None = backend.read(key)
         self.entry: Any = None  # the store's in-process lock entry (wsgisession.locks.Entry), if any
         self.after: list[Callable[[], None]] | None = None
+        self.change: tuple[str, int | None] | None = None  # (text, ttl) to write, ("", -1) to remove
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the outermost holder's commit succeeded (telling others of the change)."""
@@ -56,17 +57,23 @@ class Transaction:
         self.after.append(callback)
 
     def write(self, text: str, ttl: int | None = None) -> None:
-        """Store ``text`` (``ttl``: seconds the backend may keep it, where it expires records)."""
-        self.backend.write(self.key, text, ttl)
+        """Store ``text`` at the commit (``ttl``: seconds the backend may keep it, where it expires records)."""
+        self.change = (text, ttl)
         self.text = text
 
     def remove(self) -> None:
-        """Forget the session."""
-        self.backend.remove(self.key)
+        """Forget the session at the commit."""
+        self.change = ("", -1)
         self.text = None
 
     def commit(self) -> None:
-        """Make the writes durable and free the cross-process lock (none here)."""
+        """Make the staged write (or removal), then free the cross-process lock (none here)."""
+        change, self.change = self.change, None
+        if change is not None:
+            if change[1] == -1:
+                self.backend.remove(self.key)
+            else:
+                self.backend.write(self.key, change[0], change[1])
 
 
 class Backend:

@@ -204,12 +204,15 @@ class FileBackend(Backend):
         try:
             return _Locked(self, key, lock)
         except BaseException:
-            lock.release()
+            try:
+                lock.release()
+            except OSError:
+                log.warning("could not release a session's file lock after a failed read")
             raise
 
 
 class _Locked(Transaction):
-    """A file transaction: writes go to the file at once; commit drops the lock."""
+    """A file transaction: the commit writes the file, then drops the lock."""
 
     __slots__ = ("lock",)
 
@@ -218,8 +221,15 @@ class _Locked(Transaction):
         self.key = key
         self.entry = None
         self.after = None
+        self.change = None
         self.lock = lock
         self.text = backend.read(key)  # under the lock
 
     def commit(self) -> None:
-        self.lock.release()
+        try:
+            Transaction.commit(self)
+        finally:
+            try:
+                self.lock.release()
+            except OSError as exc:
+                raise self.backend.fault(exc) from exc

@@ -148,6 +148,7 @@ class _Staged(Transaction):
         self.text = text
         self.entry = None
         self.after = None
+        self.change = None  # unused here: the staged write rides on the lock's release
         self.data_key = data_key
         self.lock = lock
         self.staged: tuple[str, str, str, str] | None = None
