@@ -30,14 +30,18 @@ workload. The peers (``bare-socketio``, ``flask/memory``) run once, from this
 checkout. Without ``--tree`` the servers run from this checkout, unlabelled.
 
 Repeatability: the server runs alone on one core (the client, redis-server and
-this script on another; ``--no-pin``), and our servers' clock-driven work
+this script on another; ``--no-pin``), with a fixed PYTHONHASHSEED
+(``--hash-seed``), and our servers' clock-driven work
 (touch saves, the expiry sweep, Engine.IO pings, lock renewal; see STEADY) is
 moved past the end of the run (``--clock-work`` keeps it): the same code then
-counts within ~0.1% on the memory and file stores. The Redis store pipelines
-the commands of concurrent events, as many as happen to wait at that moment,
-so its rows still move by up to ~1% from run to run, mostly upwards (fewer
-commands per pipeline): ``--repeat N`` runs every server N times, round by
-round, and keeps the lowest count (``--stat median`` the median).
+counts the same to a few instructions per event (0.01%) on the memory and
+file stores. The Redis store pipelines the commands of concurrent events, as
+many as happen to wait at that moment, so its rows still move by up to ~1%
+from run to run, mostly upwards (fewer commands per pipeline): ``--repeat N``
+runs every server N times, round by round (seed N in round N), and keeps the
+lowest count (``--stat median``: the median). Another seed moves a row by up
+to ~0.3%, the same way for identical code: one seed cannot tell changes that
+small; several (``--repeat``) can.
 """
 from __future__ import annotations
 
@@ -73,10 +77,12 @@ TREE_PACKAGES = ("wsgisession", "wsgisession_examples", "tests", "examples")
 #: work done on a clock rather than per event, moved out of the run: a session's touch save once
 #: per touch_interval (60 s) and the expiry sweep (30 s) read or write the store, Engine.IO pings
 #: every socket (25 s) and checks ping timeouts (every 20 s / sockets), a held Redis lock is
-#: renewed every lock_ttl / 3. Under valgrind a target runs about a minute, so whether such work falls
+#: renewed every lock_ttl / 3 (lock_timeout set too: longer than lock_ttl, and the same in every tree
+#: whatever its default). Under valgrind a target runs about a minute, so whether such work falls
 #: inside a counted window is chance: the touch saves alone moved Redis ``incr`` by 1%.
 STEADY = {"wsgisession.touch_interval": "86400", "wsgisession.sweep_interval": "86400",
-          "wsgisession.lock_ttl": "600", "socketio.ping_interval": "3600", "socketio.ping_timeout": "3600"}
+          "wsgisession.lock_ttl": "30", "wsgisession.lock_timeout": "60",
+          "socketio.ping_interval": "3600", "socketio.ping_timeout": "3600"}
 
 #: run by the server's own interpreter, environment and cwd: loads the app from the target's INI, as
 #: ``wsgisession serve`` does, and prints where each of the tree's modules came from
@@ -250,12 +256,19 @@ class Cores:
 
 
 def measure(case: Case, outdir: Path, sessions: int, events: int, warmup: int,
-            cores: Cores = Cores()) -> dict[str, float]:
-    """Start ``case``'s server under callgrind and count its instructions per event for each workload."""
+            cores: Cores = Cores(), hash_seed: int | None = None) -> dict[str, float]:
+    """Start ``case``'s server under callgrind and count its instructions per event for each workload.
+
+    ``hash_seed``: the server's PYTHONHASHSEED. String hashes decide collisions in dictionaries and in the
+    interpreter's type attribute cache: with random seeds, one process of the same code counted 0.4% more
+    than another on every workload alike.
+    """
     target = case.target
     port = free_port()
     out = outdir / target.name.replace("/", "-").replace(":", "-")
     prefix = case.tree.prefix(outdir) if case.tree is not None else []
+    if hash_seed is not None:
+        prefix = [*(prefix or ["env"]), f"PYTHONHASHSEED={hash_seed}"]
     argv = [*prefix, "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p",
             *target.launch(port)]
     proc = start(target.name, argv, port=port, logdir=outdir, cores=cores.server, cwd=target.cwd, timeout=180)
@@ -337,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
                              "pipelines the commands of concurrent events, as many as happen to be waiting)")
     parser.add_argument("--stat", choices=("min", "median"), default="min",
                         help="with --repeat: which of the runs' counts the tables show (default min)")
+    parser.add_argument("--hash-seed", default="0",
+                        help="PYTHONHASHSEED of every server in the first run, plus 1 in each next run of --repeat "
+                             "(the trees of one run share it); 'random' leaves it random (default 0)")
     parser.add_argument("--no-redis", action="store_true", help="skip wsgisession/redis even if redis-server exists")
     parser.add_argument("--clock-work", action="store_true",
                         help="leave our servers' timers (touch, sweep, pings, lock renewal) at the INI's defaults: "
@@ -345,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                         "load client, redis-server and this script to another)")
     parser.add_argument("--output", help="JSON results (default benchmarks/results/<date>-<host>-callgrind.json)")
     args = parser.parse_args(argv)
+    if args.hash_seed != "random" and not args.hash_seed.isdigit():
+        parser.error("--hash-seed takes a number or 'random'")
     for tool in ("valgrind", "callgrind_control", "node"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is needed")
@@ -383,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
                     if case.tree is not None and case.name not in probes:
                         probes[case.name] = probe(case, directory)
                         print(f"  {case.name:28s} imports {probes[case.name]['wsgisession']}", flush=True)
-                    runs.setdefault(case.name, []).append(
-                        measure(case, directory, args.sessions, args.events, args.warmup, cores))
+                    runs.setdefault(case.name, []).append(measure(
+                        case, directory, args.sessions, args.events, args.warmup, cores,
+                        None if args.hash_seed == "random" else int(args.hash_seed) + rnd))
                 except RuntimeError as exc:
                     errors[case.name] = str(exc)
                     print(f"  {case.name}: {exc}", file=sys.stderr, flush=True)
