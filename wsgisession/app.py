@@ -90,7 +90,10 @@ class WsgiSessionApp:
         python-engineio would raise on every such connection; this answers 400 in one line,
         logs once per process which worker to use, and the client stays on polling.
         """
-        if str(environ.get("HTTP_UPGRADE", "")).lower() != "websocket":
+        socketio_prefix = "/" + self.socketio_path.strip("/") + "/"
+        if str(environ.get("HTTP_UPGRADE", "")).lower() != "websocket" or not str(
+            environ.get("PATH_INFO", "")
+        ).startswith(socketio_prefix):  # another upgrade, or the app's own websocket: not ours to judge
             return self.wsgi(environ, start_response)
         global _told_no_websocket
         if not _told_no_websocket:
