@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _timeout_message(timeout: float) -> str:
+def timeout_message(timeout: float) -> str:
+    """The message of a LockTimeout after waiting ``timeout`` seconds."""
     return f"session lock not acquired within {timeout:.3g}s"
 
 
@@ -114,7 +115,7 @@ class LockRegistry:
             started = time.monotonic()
             try:
                 if not entry.semaphore.acquire(timeout=timeout):
-                    raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+                    raise LockTimeout(timeout_message(timeout), timeout=timeout)
             except BaseException:
                 entry.users -= 1
                 raise
@@ -202,7 +203,7 @@ class FileLock:
                 os.close(fd)
                 continue
             if time.monotonic() >= deadline:
-                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+                raise LockTimeout(timeout_message(timeout), timeout=timeout)
             poll = _backoff(poll)
 
     def release(self) -> None:
@@ -278,7 +279,7 @@ class RedisLock:
             if taken is not None:
                 break
             if time.monotonic() >= deadline:
-                raise LockTimeout(_timeout_message(timeout), timeout=timeout)
+                raise LockTimeout(timeout_message(timeout), timeout=timeout)
             poll = _backoff(poll)
         self._timer = gevent.get_hub().loop.timer(self._ttl / 3, self._ttl / 3)
         self._timer.start(lambda: gevent.spawn(self._renew))

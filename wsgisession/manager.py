@@ -16,6 +16,7 @@ from typing import Any, Callable, Protocol
 
 from .backends.base import Transaction
 from .errors import SessionExpired, UnknownSession
+from .ids import new_session_id
 from .jsondata import snapshot as _snapshot
 from .records import Record, Records, merge
 from .store import Store
@@ -125,8 +126,6 @@ class SessionManager:
 
     def create(self) -> tuple[str, Record, str]:
         """A new session id whose empty record is stored now (so the id is live at once)."""
-        from .ids import new_session_id
-
         session_id = new_session_id()
         now = self.clock()
         record = Record(now, now, {})

@@ -35,7 +35,7 @@ from typing import Any, Callable
 from .backends import backend_for
 from .backends.base import Transaction
 from .errors import LockTimeout
-from .locks import LockRegistry
+from .locks import LockRegistry, timeout_message
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Store:
             txn = self.backend.begin(session_id, max(0.0, timeout - entry.waited))
         except LockTimeout as exc:  # report the whole wait, not what was left of it
             self.locks.release(entry)
-            raise LockTimeout(f"session lock not acquired within {timeout:.3g}s", timeout=timeout) from exc
+            raise LockTimeout(timeout_message(timeout), timeout=timeout) from exc
         except BaseException:
             self.locks.release(entry)
             raise
@@ -106,7 +106,7 @@ class Store:
 
     def _unlocked(self, session_id: str) -> Transaction:
         """A transaction that takes no lock at all (``locking=False``: what locks cost, measured)."""
-        return Transaction(self.backend, session_id)
+        return Transaction(self.backend, session_id, self.backend.read(session_id))
 
     def finish(self, txn: Transaction) -> None:
         """End one holding taken by :meth:`begin`; the outermost commits the writes and frees the locks.

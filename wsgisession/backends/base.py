@@ -42,10 +42,10 @@ class Transaction:
 
     __slots__ = ("backend", "key", "text", "entry", "after", "change")
 
-    def __init__(self, backend: Backend, key: str) -> None:
+    def __init__(self, backend: Backend, key: str, text: str | None) -> None:
         self.backend = backend
         self.key = key
-        self.text: str | None = backend.read(key)
+        self.text = text  # as read under the lock
         self.entry: Any = None  # the store's in-process lock entry (wsgisession.locks.Entry), if any
         self.after: list[Callable[[], None]] | None = None
         self.change: tuple[str, int | None] | None = None  # (text, ttl) to write, ("", -1) to remove
@@ -138,4 +138,4 @@ class Backend:
 
     def begin(self, key: str, timeout: float) -> Transaction:
         """Take the cross-process lock of ``key`` (within ``timeout``) and read its latest text."""
-        return Transaction(self, key)
+        return Transaction(self, key, self.read(key))

@@ -217,13 +217,8 @@ class _Locked(Transaction):
     __slots__ = ("lock",)
 
     def __init__(self, backend: FileBackend, key: str, lock: FileLock) -> None:
-        self.backend = backend
-        self.key = key
-        self.entry = None
-        self.after = None
-        self.change = None
+        super().__init__(backend, key, backend.read(key))  # read under the lock
         self.lock = lock
-        self.text = backend.read(key)  # under the lock
 
     def commit(self) -> None:
         try:

@@ -143,12 +143,7 @@ class _Staged(Transaction):
     __slots__ = ("data_key", "lock", "staged")
 
     def __init__(self, backend: RedisBackend, key: str, data_key: str, lock: RedisLock, text: str | None) -> None:
-        self.backend = backend
-        self.key = key
-        self.text = text
-        self.entry = None
-        self.after = None
-        self.change = None  # unused here: the staged write rides on the lock's release
+        super().__init__(backend, key, text)  # ``change`` stays unused: the write rides on the release
         self.data_key = data_key
         self.lock = lock
         self.staged: tuple[str, str, str, str] | None = None
