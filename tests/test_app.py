@@ -7,7 +7,7 @@ import pytest
 from werkzeug.test import Client
 
 from tests.helpers import SECRET
-from wsgisession import ConfigurationError, SessionNamespace, WsgiSessionApp, make_app
+from wsgisession import ConfigurationError, SessionNamespace, SharedSession, WsgiSessionApp, make_app
 from wsgisession.app import filter_app_factory, resolve
 
 
@@ -70,3 +70,23 @@ def test_dependency_floors_carry_the_security_fixes() -> None:
     as_tuple = lambda v: tuple(int(p) for p in v.split(".")[:3])  # noqa: E731
     assert as_tuple(version("python-engineio")) >= (4, 13, 2)
     assert as_tuple(version("python-socketio")) >= (5, 16, 2)
+
+
+def test_use_session_class_hands_views_and_handlers_the_subclass(tmp_path: Path) -> None:
+    class Tagged(SharedSession):
+        __slots__ = ()
+
+    seen: list[type] = []
+
+    def view(environ: dict[str, object], start_response: object) -> list[bytes]:
+        seen.append(type(environ["beaker.session"]))
+        start_response("200 OK", [])  # type: ignore[operator]
+        return [b""]
+
+    app = make_app(view, secret=SECRET, type="memory")
+    app.use_session_class(Tagged)
+    Client(app).get("/")
+    assert seen == [Tagged]
+    assert type(app.sockets.session_class.create(app.manager)) is Tagged
+    with pytest.raises(ConfigurationError, match="not a SharedSession subclass"):
+        app.use_session_class(dict)  # type: ignore[arg-type]

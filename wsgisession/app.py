@@ -106,6 +106,13 @@ class WsgiSessionApp:
                                            ("Content-Length", str(len(body)))])
         return [body]
 
+    def use_session_class(self, session_class: type[SharedSession]) -> None:
+        """Hand views and handlers sessions of ``session_class`` (a framework's :class:`SharedSession` subclass)."""
+        if not (isinstance(session_class, type) and issubclass(session_class, SharedSession)):
+            raise ConfigurationError(f"{session_class!r} is not a SharedSession subclass", key="session_class")
+        self.middleware.session_class = session_class
+        self.sockets.session_class = session_class
+
     # -- the Socket.IO side, for the app's code -------------------------------
     @overload
     def on(self, event: str, handler: H, *, namespace: str = "/") -> H: ...

@@ -38,7 +38,8 @@ ENVIRON_KEY = "beaker.session"
 
 
 def session_for_request(
-    environ: WSGIEnvironment, manager: SessionManager, cookie: SessionCookie
+    environ: WSGIEnvironment, manager: SessionManager, cookie: SessionCookie,
+    session_class: type[SharedSession] = SharedSession,
 ) -> tuple[SharedSession, str | None]:
     """The (lazy) session of a request and the verified id its cookie held."""
     try:
@@ -49,23 +50,26 @@ def session_for_request(
         security_log.warning("tampered session cookie from %s: %s", environ.get("REMOTE_ADDR", "?"), exc)
         cookie_id = None
     if cookie_id is None:
-        return SharedSession.new(manager), None
-    return SharedSession(manager, cookie_id, is_new=False), cookie_id
+        return session_class.new(manager), None
+    return session_class(manager, cookie_id, is_new=False), cookie_id
 
 
 class SessionMiddleware:
     """Gives every request the shared session; saves it; sets the cookie."""
 
     def __init__(
-        self, app: WSGIApplication, *, manager: SessionManager, cookie: SessionCookie, environ_key: str = ENVIRON_KEY
+        self, app: WSGIApplication, *, manager: SessionManager, cookie: SessionCookie, environ_key: str = ENVIRON_KEY,
+        session_class: type[SharedSession] = SharedSession,
     ) -> None:
         self.app = app
         self.manager = manager
         self.cookie = cookie
         self.environ_key = environ_key
+        #: the class of the sessions handed to the app (a framework integration's subclass)
+        self.session_class = session_class
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        session, cookie_id = session_for_request(environ, self.manager, self.cookie)
+        session, cookie_id = session_for_request(environ, self.manager, self.cookie, self.session_class)
         environ[self.environ_key] = session
         environ["wsgisession.session"] = session
         environ["wsgisession.manager"] = self.manager

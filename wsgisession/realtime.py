@@ -83,9 +83,12 @@ class SessionSockets:
         exchange: CookieExchange | None = None,
         allow_anonymous: bool = False,
         sweep_interval: float | None = 30.0,
+        session_class: type[SharedSession] = SharedSession,
         **socketio_options: Any,
     ) -> None:
         self.manager = manager
+        #: the class of the sessions handed to handlers (a framework integration's subclass)
+        self.session_class = session_class
         self.cookie = cookie
         self.origins = origins or OriginPolicy()
         self.exchange = exchange or CookieExchange(manager=manager, cookie=cookie)
@@ -174,7 +177,7 @@ class SessionSockets:
     def _join(self, environ: WSGIEnvironment) -> SharedSession | None:
         try:
             session_id = self.cookie.read(environ)
-            session = SharedSession(self.manager, session_id, is_new=False, strict=True)
+            session = self.session_class(self.manager, session_id, is_new=False, strict=True)
             session.load()
             return session
         except (SessionRefused, SessionExpired):
@@ -193,7 +196,7 @@ class SessionSockets:
         binding = self._bindings.get(sid)
         if binding is None:
             return None
-        return SharedSession(self.manager, binding[1], is_new=False, strict=True)
+        return self.session_class(self.manager, binding[1], is_new=False, strict=True)
 
     @contextlib.contextmanager
     def session(self, sid: str) -> Iterator[SharedSession]:
@@ -275,7 +278,7 @@ class SessionSockets:
         bound = self.session_of(sid)
         if bound is not None:
             return bound
-        session = SharedSession.create(self.manager, strict=True)
+        session = self.session_class.create(self.manager, strict=True)
         self._bindings[sid] = (namespace, session.id)
         self.sio.enter_room(sid, self.room(session.id), namespace=namespace)
         self.lifecycle.start_sweeper()

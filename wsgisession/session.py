@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 import orjson
 
@@ -71,19 +71,19 @@ class SharedSession(MutableMapping[str, Any]):
         self._record: Record | None = None  # the record last loaded or saved (this session's own object)
 
     @classmethod
-    def new(cls, manager: SessionManager) -> SharedSession:
+    def new(cls, manager: SessionManager) -> Self:
         """A new, empty session; stored on its first save."""
         return cls(manager, None, is_new=True)
 
     @classmethod
-    def open(cls, manager: SessionManager, session_id: str, *, strict: bool = False) -> SharedSession:
+    def open(cls, manager: SessionManager, session_id: str, *, strict: bool = False) -> Self:
         """The session of an existing id, loaded now (raises UnknownSession, SessionExpired)."""
         session = cls(manager, session_id, is_new=False, strict=strict)
         session.load()
         return session
 
     @classmethod
-    def create(cls, manager: SessionManager, *, strict: bool = False) -> SharedSession:
+    def create(cls, manager: SessionManager, *, strict: bool = False) -> Self:
         """A new session whose empty record is stored at once (its id is live now)."""
         session_id, record, text = manager.create()
         session = cls(manager, session_id, is_new=False, strict=strict)
