@@ -25,9 +25,12 @@ setup(
     extras_require={
         "redis": ["redis>=5.0"],
         "testing": ["requests>=2.31", "python-socketio[client]>=5.16.2", "websocket-client>=1.7"],
-        "examples": ["Flask>=3.0", "pyramid>=2.0"],
+        "flask": ["Flask>=3.0", "Flask-SocketIO>=5.3"],
+        "examples": ["Flask>=3.0", "Flask-SocketIO>=5.3", "Flask-Login>=0.6.3", "pyramid>=2.0"],
         "test": [
             "Flask>=3.0",
+            "Flask-SocketIO>=5.3",
+            "Flask-Login>=0.6.3",
             "pyramid>=2.0",
             "redis>=5.0",
             "pytest>=8",
@@ -41,6 +44,7 @@ setup(
             "types-redis",
             "types-gevent",
             "types-requests",
+            "types-Flask-SocketIO",
         ],
     },
     entry_points={

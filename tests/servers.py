@@ -139,6 +139,30 @@ def gunicorn(ini: Path, *, workers: int = 1, extra_args: tuple[str, ...] = ()) -
         server.stop()
 
 
+@contextlib.contextmanager
+def gunicorn_app(app_uri: str, directory: Path, *, env: dict[str, str], workers: int = 1) -> Iterator[Server]:
+    """``gunicorn -c conf/gunicorn.conf.py APP_URI`` (a module's app, or a factory call), run in ``directory``."""
+    port = free_port()
+    log = directory / f"gunicorn.{time.monotonic_ns()}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", str(ROOT / "conf" / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}",
+             "-w", str(workers), "--no-control-socket", app_uri],
+            stdout=out, stderr=subprocess.STDOUT, env=child_env(**env), cwd=directory,
+        )
+    server = Server(process=process, port=port, log=log)
+    try:
+        deadline = time.monotonic() + 30
+        while server.output().count("Booting worker") < workers:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not start:\n" + server.output())
+            time.sleep(0.05)
+        wait_for_port(port, process=process)
+        yield server
+    finally:
+        server.stop()
+
+
 class Redis:
     """A private redis-server on 127.0.0.1 that a test can stop and start again.
 

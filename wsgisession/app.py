@@ -37,7 +37,7 @@ from .config import from_settings
 from .cookie_exchange import CookieExchange
 from .cookies import SameSite, SessionCookie
 from .errors import ConfigurationError
-from .fanout import LifecycleRedisManager
+from .fanout import LifecycleRedisManager, carry_lifecycle
 from .manager import SessionManager
 from .middleware import SessionMiddleware
 from .origins import CorsHeaders, OriginPolicy
@@ -212,9 +212,15 @@ def make_app(
     sweep_interval: float | None = 30.0,
     fast_json: bool = True,
     socketio_options: dict[str, Any] | None = None,
+    server: socketio.Server | None = None,
     clock: Callable[[], float] = time.time,
 ) -> WsgiSessionApp:
-    """Build the composed app from explicit keyword arguments (see README.rst)."""
+    """Build the composed app from explicit keyword arguments (see README.rst).
+
+    ``server``: a python-socketio server built elsewhere (Flask-SocketIO's), whose
+    handlers then all run through the session layer (:meth:`SessionSockets.adopt`);
+    ``socketio_options`` must then be empty.
+    """
     cookie = SessionCookie(
         secret=secret,  # type: ignore[arg-type]  # checked inside: None is refused
         name=key,
@@ -247,8 +253,18 @@ def make_app(
         options.setdefault("max_http_buffer_size", max_message_size)
     # Socket.IO packets by orjson, with the same results (python-socketio keeps it for the whole process)
     options.setdefault("json", wirejson if fast_json else engineio_json)
+    if server is not None:
+        if socketio_options:
+            raise ConfigurationError("socketio_options cannot change a server built elsewhere: "
+                                     "give them to whoever built it", key="socketio_options")
+        options = {}
+        if max_message_size is not None:
+            server.eio.max_http_buffer_size = max_message_size
+        server.eio.cors_allowed_origins = []  # the origin policy decides, with a reason the client sees
+        carry_lifecycle(server.manager)
     sockets = SessionSockets(
         manager=manager,
+        server=server,
         cookie=cookie,
         origins=OriginPolicy(allowed_origins=allowed_origins, allow_missing_origin=allow_missing_origin),
         exchange=CookieExchange(
@@ -258,6 +274,8 @@ def make_app(
         sweep_interval=sweep_interval,
         **options,
     )
+    if server is not None:
+        sockets.adopt()
     composed = WsgiSessionApp(app or _not_found, sockets=sockets, socketio_path=socketio_path,
                               max_message_size=max_message_size)
     install_handlers(composed, handlers)

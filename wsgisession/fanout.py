@@ -9,9 +9,12 @@ instead. Configure it with ``socketio.message_queue = redis://...``.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 import socketio
+
+log = logging.getLogger(__name__)
 
 INTERNAL_NAMESPACE = "/wsgisession.internal"
 
@@ -31,6 +34,20 @@ class LifecycleRedisManager(socketio.RedisManager):  # type: ignore[misc]
         payload = data[0] if isinstance(data, list) and data else {}
         if self.receiver is not None and isinstance(payload, dict):
             self.receiver(str(message.get("event")), payload)
+
+
+def carry_lifecycle(manager: Any) -> None:
+    """Make a server's own Redis queue (Flask-SocketIO's ``message_queue``) carry lifecycle messages too.
+
+    A plain ``socketio.RedisManager`` becomes a :class:`LifecycleRedisManager`
+    (a subclass that adds no state, only the private namespace's delivery); any
+    other pub/sub queue carries emits but not session endings, and is logged.
+    """
+    if type(manager) is socketio.RedisManager:
+        manager.__class__ = LifecycleRedisManager
+    elif isinstance(manager, socketio.PubSubManager) and not isinstance(manager, LifecycleRedisManager):
+        log.warning("the message queue %s carries emits but not session endings: a logout in one process "
+                    "ends only that process's sockets (use a Redis queue)", type(manager).__name__)
 
 
 def publish(sio: socketio.Server, event: str, payload: dict[str, Any], local: Receiver) -> None:

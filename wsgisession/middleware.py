@@ -50,7 +50,7 @@ def session_for_request(
         security_log.warning("tampered session cookie from %s: %s", environ.get("REMOTE_ADDR", "?"), exc)
         cookie_id = None
     if cookie_id is None:
-        return session_class.new(manager), None
+        return session_class(manager, None, is_new=True), None  # not .new(): a framework's `new` is an attribute
     return session_class(manager, cookie_id, is_new=False), cookie_id
 
 
@@ -77,7 +77,7 @@ class SessionMiddleware:
 
         def session_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             nonlocal headers_sent
-            if session.accessed():
+            if session.accessed_now:  # (not accessed(): a framework's `accessed` is an attribute)
                 if exc_info is None:
                     self._autosave(session)
                 headers = list(headers) + self._headers(session, cookie_id)

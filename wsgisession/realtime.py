@@ -27,6 +27,7 @@ trades for the ``HttpOnly`` cookie.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import time
 import weakref
@@ -62,6 +63,16 @@ Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 _TAMPERING = {"bad_signature", "bad_origin"}
 _LIVE: weakref.WeakSet[SessionSockets] = weakref.WeakSet()
+_EVENT: contextvars.ContextVar[tuple[str, SharedSession | None]] = contextvars.ContextVar("wsgisession.event")
+
+
+def current_event() -> tuple[str, SharedSession | None] | None:
+    """``(sid, session)`` of the socket event this greenlet runs for an adopted server's handler, else ``None``.
+
+    A framework integration reads it to hand the handler the event's session
+    (``flask.session`` in a Flask-SocketIO handler).
+    """
+    return _EVENT.get(None)
 
 
 def drain_all(timeout: float) -> None:
@@ -134,6 +145,39 @@ class SessionSockets:
         namespace_handler.sockets = self
         self._handlers.setdefault(namespace_handler.namespace or "/", {})
         self.sio.register_namespace(namespace_handler)
+
+    def adopt(self) -> None:
+        """Run every handler of the server through the session layer, whoever registered it.
+
+        For a server whose handlers another library registers (Flask-SocketIO):
+        its connects are checked and joined as ours are (origin, cookie, refusal
+        reasons), every event gets a fresh session, saved when its handler returns,
+        and disconnects unbind. The handler finds ``(sid, session)`` with
+        :func:`current_event`.
+        """
+        original = self.sio._trigger_event
+
+        def trigger(event: str, namespace: str, *args: Any) -> Any:
+            def run(sid: str, session: SharedSession | None, *_: Any) -> Any:
+                token = _EVENT.set((sid, session))
+                try:
+                    return original(event, namespace, *args)
+                finally:
+                    _EVENT.reset(token)
+
+            if event == "connect":  # (sid, environ[, auth])
+                return self.connect(namespace, args[0], args[1], args[2] if len(args) > 2 else None, run)
+            if event == "disconnect":  # (sid, reason): the handler reads the session; nothing is saved
+                session = self.session_of(args[0])
+                self._bindings.pop(args[0], None)
+                try:
+                    return run(args[0], session)
+                except WsgiSessionError as exc:  # it ended (logout) or the store is down
+                    log.info("the disconnect handler of socket %s could not use its session: %s", args[0], exc)
+                    return None
+            return self._call(args[0], self.session_of(args[0]), run, ())
+
+        self.sio._trigger_event = trigger
 
     def _namespace(self, namespace: str) -> dict[str, Handler]:
         handlers = self._handlers.get(namespace)
@@ -247,8 +291,8 @@ class SessionSockets:
             binding = self._bindings.get(sid)
             self.sio.emit("session_error", {"reason": "store_unavailable"}, to=sid, namespace=binding and binding[0])
             return None
-        except socketio.exceptions.ConnectionRefusedError:
-            raise
+        except (socketio.exceptions.ConnectionRefusedError, ConnectionRefusedError):
+            raise  # a connect handler's refusal: python-socketio answers it
         except Exception:
             # the app's bug: log it, answer the ack empty so the client is not left waiting
             log.exception("the handler %s failed for socket %s", getattr(handler, "__name__", handler), sid)
@@ -312,7 +356,7 @@ class SessionSockets:
             gevent.sleep(0.01)
         if self._running:
             log.warning("stopping with %d socket events still running", sum(self._running.values()))
-        for namespace in list(self._handlers):
+        for namespace in self.namespaces():
             for sid, _ in list(self.sio.manager.get_participants(namespace, None)):
                 self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
         self.stop()
@@ -382,7 +426,9 @@ class SessionSockets:
                 self.sio.enter_room(sid, self.room(new_id), namespace=namespace)
 
     def namespaces(self) -> list[str]:
-        return list(self._handlers)
+        """The namespaces with handlers: ours, and an adopted server's own."""
+        sio = self.sio
+        return list(dict.fromkeys([*self._handlers, *sio.handlers, *sio.namespace_handlers]))
 
     def stop(self) -> None:
         """Stop the periodic expiry sweep (it restarts with the next connection)."""
