@@ -442,3 +442,26 @@ def test_the_readme_flask_example_runs() -> None:
         assert client.get("/visit").json == {"visits": 3}
     finally:
         app.extensions["wsgisession"].app.sockets.stop()
+
+
+def test_an_app_factory_takes_ini_settings_through_the_filters_parser() -> None:
+    from wsgisession.app import settings_of
+
+    app = Flask(__name__)
+    socketio = SocketIO(app)
+    local_conf = {"beaker.session.secret": SECRET, "beaker.session.type": "memory", "beaker.session.key": "ini",
+                  "wsgisession.lock_timeout": "3"}
+    ext = WsgiSession(app, socketio, **settings_of({}, local_conf))
+    assert ext.app is not None and ext.app.manager.store.lock_timeout == 3.0
+    client = TestClient(app)
+
+    @app.get("/w")
+    def write() -> Any:
+        session["a"] = 1
+        return {}
+
+    client.get("/w")
+    assert client.http.get_cookie("ini") is not None
+    with pytest.raises(ConfigurationError, match="wsgisession.lock_timout"):
+        settings_of({}, {"wsgisession.lock_timout": "3"})
+    ext.app.sockets.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -133,6 +134,39 @@ def test_two_workers_share_sessions_and_logout_ends_sockets_on_both(tmp_path: Pa
                     client.disconnect()
             pids = set(re.findall(r"Booting worker with pid: (\d+)", server.output()))
             assert len(pids) == 2
+            assert "Traceback" not in server.output()
+
+
+@pytest.mark.redis
+def test_two_workers_lose_no_update_from_views_and_handlers(tmp_path: Path) -> None:
+    """Rules 4 and 5 with Flask's idioms: flask.session.atomic() and merged saves, HTTP and events, 2 workers."""
+    with redis_server(tmp_path) as url:
+        env = {"SESSION_SECRET": SECRET, "FLASK_WSGISESSION_TYPE": "redis", "FLASK_WSGISESSION_URL": url,
+               "FLASK_SOCKETIO_MESSAGE_QUEUE": url}
+        with gunicorn_app("tests.flask_lab:app", ROOT, env=env, workers=2) as server, requests.Session() as http:
+            base = server.url
+            http.get(base + "/start", timeout=10).raise_for_status()
+            cookie = cookie_header(http)
+            clients = [connect(base, cookie=cookie) for _ in range(6)]
+            try:
+                jobs: list[Any] = []
+                for i in range(30):
+                    jobs.append(lambda: requests.get(base + "/incr", headers={"Cookie": cookie}, timeout=30))
+                    jobs.append(lambda c=clients[i % 6]: c.call("incr", timeout=30))
+                for i in range(12):
+                    jobs.append(lambda i=i: requests.get(base + "/set", params={f"h{i}": str(i)},
+                                                         headers={"Cookie": cookie}, timeout=30))
+                    jobs.append(lambda i=i, c=clients[i % 6]: c.call("set", {f"s{i}": i}, timeout=30))
+                with ThreadPoolExecutor(max_workers=24) as pool:
+                    answers = list(pool.map(lambda job: job(), jobs))
+                pids = {a.headers["X-Worker-Pid"] for a in answers if isinstance(a, requests.Response)}
+                assert len(pids) == 2  # both workers served the HTTP side
+                data = requests.get(base + "/", headers={"Cookie": cookie}, timeout=10).json()
+                assert data["n"] == 60  # 30 HTTP + 30 event increments, none lost
+                assert {f"h{i}" for i in range(12)} | {f"s{i}" for i in range(12)} <= set(data)
+            finally:
+                for client in clients:
+                    client.disconnect()
             assert "Traceback" not in server.output()
 
 
