@@ -465,3 +465,47 @@ def test_an_app_factory_takes_ini_settings_through_the_filters_parser() -> None:
     with pytest.raises(ConfigurationError, match="wsgisession.lock_timout"):
         settings_of({}, {"wsgisession.lock_timout": "3"})
     ext.app.sockets.stop()
+
+
+def test_send_leave_room_disconnect_and_on_error_work_as_flask_socketio_users_expect() -> None:
+    from flask_socketio import disconnect, leave_room, send
+
+    app, socketio = make()
+    errors: list[str] = []
+
+    @socketio.on("message")
+    def on_message(text: Any) -> None:
+        send(f"echo {text}")
+
+    @socketio.on("leave")
+    def on_leave() -> Any:
+        leave_room(current_user.id)
+        return sorted(rooms())
+
+    @socketio.on("bye")
+    def on_bye() -> None:
+        session["said_bye"] = True
+        disconnect()
+
+    @socketio.on("boom")
+    def on_boom() -> None:
+        raise ValueError("the app's bug")
+
+    @socketio.on_error()
+    def on_error(exc: Exception) -> Any:
+        errors.append(str(exc))
+        return {"error": "handled"}
+
+    try:
+        client = logged_in(app)
+        socket = client.socket()
+        socket.emit("message", "hi")
+        assert socket.get_received() == [{"name": "message", "args": ["echo hi"], "namespace": "/"}]
+        assert "ann" not in socket.call("leave")
+        assert socket.call("boom") == {"error": "handled"} and errors == ["the app's bug"]
+        socket.emit("bye")
+        assert not socket.is_connected()
+        assert app.extensions["wsgisession"].app.sockets.bindings() == {}
+        assert client.get("/").json["said_bye"] is True  # saved: the handler returned normally
+    finally:
+        app.extensions["wsgisession"].app.sockets.stop()
