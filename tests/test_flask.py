@@ -23,6 +23,7 @@ from flask_socketio import SocketIO, emit, join_room, rooms
 from tests.helpers import ROOT, SECRET, Clock
 from wsgisession import ConfigurationError
 from wsgisession.flask import FlaskSession, WsgiSession, settings_from_config
+from wsgisession.ids import new_session_id
 from wsgisession.testclient import TestClient
 
 
@@ -509,3 +510,45 @@ def test_send_leave_room_disconnect_and_on_error_work_as_flask_socketio_users_ex
         assert client.get("/").json["said_bye"] is True  # saved: the handler returned normally
     finally:
         app.extensions["wsgisession"].app.sockets.stop()
+
+
+def test_views_reach_a_sessions_sockets_through_the_extension(flask_app: tuple[Flask, SocketIO]) -> None:
+    app, _ = flask_app
+    ext: WsgiSession = app.extensions["wsgisession"]
+
+    @app.get("/ping")
+    def ping() -> Any:
+        ext.emit_to_session(session.id, "ping", len(ext.sockets_of(session.id)))
+        return {}
+
+    @app.get("/kick")
+    def kick() -> Any:
+        ext.disconnect_session(session.id, reason="kicked")
+        return {}
+
+    client = logged_in(app)
+    first, second = client.socket(), client.socket()
+    client.get("/ping")
+    assert first.get_received() == second.get_received() == [{"name": "ping", "args": [2], "namespace": "/"}]
+    client.get("/kick")
+    assert first.get_received()[-1]["args"] == [{"reason": "kicked"}] and not second.is_connected()
+    with pytest.raises(ConfigurationError, match="not initialised"):
+        WsgiSession().emit_to_session("x", "y")
+
+
+def test_a_store_that_is_down_is_503_over_http_and_a_refusal_over_the_socket() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, WSGISESSION_TYPE="redis", WSGISESSION_URL="redis://127.0.0.1:1/0")
+    socketio = SocketIO(app)
+    ext = WsgiSession(app, socketio)
+
+    @app.get("/")
+    def show() -> Any:
+        return dict(session)
+
+    assert TestClient(app).get("/").json == {}  # no cookie: a new session, the store not asked
+    signed = TestClient(app)
+    signed.http.set_cookie("session", ext.app.cookie.sign(new_session_id()))  # type: ignore[union-attr]
+    answer = signed.get("/")
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    assert signed.refusal() == "store_unavailable"  # never a new empty session

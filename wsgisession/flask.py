@@ -202,6 +202,25 @@ class WsgiSession:
         return composed
 
 
+    # -- the session layer's socket side, for views and handlers ------------------
+    def _composed(self) -> WsgiSessionApp:
+        if self.app is None:
+            raise ConfigurationError("WsgiSession is not initialised: call init_app(app, socketio) first", key="app")
+        return self.app
+
+    def emit_to_session(self, session_id: str, event: str, data: Any = None, *, namespace: str = "/") -> None:
+        """Emit to every socket of a session (every tab, every worker): ``flask.session.id`` for the current one."""
+        self._composed().emit_to_session(session_id, event, data, namespace=namespace)
+
+    def disconnect_session(self, session_id: str, *, reason: str = "disconnected") -> None:
+        """Send ``session_ended`` to every socket of a session, in every process, and disconnect them."""
+        self._composed().disconnect_session(session_id, reason=reason)
+
+    def sockets_of(self, session_id: str, *, namespace: str = "/") -> list[str]:
+        """The sids of this process's sockets bound to a session."""
+        return self._composed().sockets_of(session_id, namespace=namespace)
+
+
 def settings_from_config(config: flask.Config) -> dict[str, Any]:
     """``make_app`` keyword arguments from a Flask config: ``WSGISESSION_*``, ``SECRET_KEY``, ``SESSION_COOKIE_*``."""
     import inspect
