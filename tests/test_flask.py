@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import flask
+import gevent
+import gevent.event
 import pytest
 from flask import Flask, current_app, g, request, session
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
@@ -552,3 +554,45 @@ def test_a_store_that_is_down_is_503_over_http_and_a_refusal_over_the_socket() -
     answer = signed.get("/")
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
     assert signed.refusal() == "store_unavailable"  # never a new empty session
+
+
+def test_a_session_that_ended_under_a_view_is_409_and_a_busy_lock_503(flask_app: tuple[Flask, SocketIO]) -> None:
+    app, _ = flask_app
+    manager = app.extensions["wsgisession"].app.manager
+
+    @app.get("/vanish-then-save")
+    def vanish() -> Any:
+        session.get("n")
+        manager.store.remove(session.id)  # a logout elsewhere, a store expiry, mid-request
+        session["b"] = 2
+        session.save()
+        return {}
+
+    @app.get("/busy")
+    def busy() -> Any:
+        holding = gevent.event.Event()
+
+        def hold(session_id: str) -> None:
+            with manager.store.transaction(session_id):  # as another request or process would
+                holding.set()
+                gevent.sleep(0.3)
+
+        holder = gevent.spawn(hold, session.id)
+        holding.wait()
+        manager.store.lock_timeout = 0.05
+        try:
+            with session.atomic():
+                session["n"] = 1
+        finally:
+            manager.store.lock_timeout = 10.0
+            holder.join()
+        return {}
+
+    client = logged_in(app)
+    answer = client.get("/vanish-then-save")
+    assert answer.status_code == 409 and b"the session ended while this request used it" in answer.data
+    assert "session=;" in answer.headers["Set-Cookie"]  # removed
+    assert client.get("/").json == {}
+    client = logged_in(app)
+    answer = client.get("/busy")
+    assert answer.status_code == 503 and b"the session is busy" in answer.data

@@ -44,7 +44,8 @@ import flask
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
 from .app import WsgiSessionApp, make_app
-from .errors import ConfigurationError
+from .errors import ConfigurationError, LockTimeout, SessionEnded, StoreUnavailable
+from .middleware import plain_answer
 from .realtime import current_event
 from .session import SharedSession
 
@@ -198,6 +199,8 @@ class WsgiSession:
         app.wsgi_app = _FlaskEnviron(composed, flask_app=app)  # type: ignore[method-assign]
         app.extensions[EXTENSION] = self
         self.app = composed
+        for error in (StoreUnavailable, LockTimeout, SessionEnded):  # Flask would answer them 500
+            app.register_error_handler(error, _answer_plainly)
         _connect_flask_login(app)
         return composed
 
@@ -242,6 +245,17 @@ def settings_from_config(config: flask.Config) -> dict[str, Any]:
     if settings.get("samesite") is False:
         settings["samesite"] = None
     return settings
+
+
+def _answer_plainly(exc: Exception) -> flask.Response:
+    """A view's uncaught store fault or ended session: the layer's plain 503 or 409, never a 500.
+
+    (The layer removes the cookie of an ended session when the response starts.)
+    """
+    assert isinstance(exc, (StoreUnavailable, LockTimeout, SessionEnded))
+    status, headers, body = plain_answer(exc)
+    log.warning("%s %s answered %s: %s", flask.request.method, flask.request.path, status, exc)
+    return flask.Response(body, status=status, headers=headers, content_type="text/plain; charset=utf-8")
 
 
 def _connect_flask_login(app: flask.Flask) -> None:

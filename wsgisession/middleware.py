@@ -116,18 +116,30 @@ class SessionMiddleware:
         return headers
 
     def _unavailable(self, exc: StoreUnavailable | LockTimeout, start_response: StartResponse) -> list[bytes]:
-        if isinstance(exc, LockTimeout):
-            body = b"503 Service Unavailable: the session is busy (its lock was not free in time); try again.\n"
-        else:
-            body = b"503 Service Unavailable: the session store is unavailable; try again shortly.\n"
-        return _plain(start_response, "503 Service Unavailable", body, [("Retry-After", "5")])
+        return _plain(start_response, *plain_answer(exc))
 
     def _ended(self, exc: SessionEnded, start_response: StartResponse, cookie_id: str | None) -> list[bytes]:
+        status, headers, body = plain_answer(exc)
+        return _plain(start_response, status, headers + ([self.cookie.delete_header()] if cookie_id is not None else []),
+                      body)
+
+
+def plain_answer(exc: StoreUnavailable | LockTimeout | SessionEnded) -> tuple[str, list[tuple[str, str]], bytes]:
+    """The plain answer to what the app did not catch: ``(status, headers, body)``.
+
+    503 with ``Retry-After`` for a store that is down or a lock not had in time;
+    409 for a session that ended while the request used it (the caller removes the cookie).
+    """
+    if isinstance(exc, SessionEnded):
         body = f"409 Conflict: the session ended while this request used it ({exc.reason}); nothing was saved.\n"
-        headers = [("Vary", "Cookie")] + ([self.cookie.delete_header()] if cookie_id is not None else [])
-        return _plain(start_response, "409 Conflict", body.encode(), headers)
+        return "409 Conflict", [("Vary", "Cookie")], body.encode()
+    if isinstance(exc, LockTimeout):
+        return ("503 Service Unavailable", [("Retry-After", "5")],
+                b"503 Service Unavailable: the session is busy (its lock was not free in time); try again.\n")
+    return ("503 Service Unavailable", [("Retry-After", "5")],
+            b"503 Service Unavailable: the session store is unavailable; try again shortly.\n")
 
 
-def _plain(start_response: StartResponse, status: str, body: bytes, headers: list[tuple[str, str]]) -> list[bytes]:
+def _plain(start_response: StartResponse, status: str, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *headers])
     return [body]
