@@ -169,6 +169,13 @@ def connect(base: str, **kwargs: Any) -> socketio.Client:
     return connect_socket(base, **kwargs)
 
 
+def close_transport(client: socketio.Client) -> None:
+    """Close the websocket of a client whose server went away (python-engineio leaves it open)."""
+    websocket = getattr(client.eio, "ws", None)
+    if websocket is not None:
+        websocket.shutdown()
+
+
 def refusal(base: str, **kwargs: Any) -> str:
     """The ``connect_error`` reason a refused client receives."""
     reason = refusal_reason(base, **kwargs)

@@ -345,10 +345,14 @@ class SessionSockets:
         self.sio.emit(COOKIE_EVENT, {"token": token, "url": url}, to=sid, namespace=namespace, ignore_queue=True)
 
     def drain(self, timeout: float) -> None:
-        """Stop gracefully: let the events in flight finish and save, then disconnect every socket.
+        """Stop gracefully: let the events in flight finish and save, then close every connection.
 
         Events that arrive meanwhile are not run: their ack is ``{"error": "server_stopping"}``.
-        Clients reconnect (with their cookie) to a worker that is not stopping.
+        The Engine.IO connections are dropped, without a Socket.IO disconnect or an
+        Engine.IO close packet (both tell a client not to come back): a client
+        sees its transport close and reconnects by itself, with its cookie, to a
+        worker that is not stopping. The worker's connections then end, so it can
+        exit at once.
         """
         self.draining = True
         deadline = time.monotonic() + timeout
@@ -356,9 +360,11 @@ class SessionSockets:
             gevent.sleep(0.01)
         if self._running:
             log.warning("stopping with %d socket events still running", sum(self._running.values()))
-        for namespace in self.namespaces():
-            for sid, _ in list(self.sio.manager.get_participants(namespace, None)):
-                self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
+        eio = self.sio.eio
+        for connection in list(eio.sockets.values()):
+            # aborted: no Engine.IO CLOSE packet, which clients (python-engineio's) take as "do not come back"
+            connection.close(wait=False, abort=True)
+        eio.sockets.clear()
         self.stop()
 
     def _touch(self, session: SharedSession) -> None:

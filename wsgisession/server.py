@@ -27,6 +27,7 @@ import gevent
 
 from gevent.pywsgi import Input, WSGIServer
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
+from gunicorn.workers.ggevent import PyWSGIServer
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Stream
 
@@ -50,6 +51,7 @@ class Handler(WebSocketHandler):  # type: ignore[misc]
     def upgrade_connection(self) -> Any:
         """Upgrade as gevent-websocket does, then swap in a :class:`LimitedWebSocket`."""
         result = super().upgrade_connection()
+        _upgraded.add(self)
         stock = self.environ.get("wsgi.websocket")
         if stock is not None and not isinstance(stock, LimitedWebSocket):
             websocket = LimitedWebSocket(self.environ, Stream(self), self, max_size=message_limit(self.application))
@@ -112,6 +114,7 @@ class Handler(WebSocketHandler):  # type: ignore[misc]
 
 
 _idle: weakref.WeakSet[Handler] = weakref.WeakSet()  # handlers waiting for a keep-alive request
+_upgraded: weakref.WeakSet[Handler] = weakref.WeakSet()  # handlers serving a websocket
 
 
 def close_idle_connections() -> int:
@@ -127,33 +130,74 @@ def close_idle_connections() -> int:
     return closed
 
 
+def close_websockets() -> int:
+    """End the websocket connections of closed servers at the TCP level; returns how many.
+
+    After a drain the Engine.IO side has closed them, but a client that does not
+    answer the close frame (python-engineio's leaves its socket open) would keep
+    the handler reading, and the worker alive, until gunicorn's graceful timeout.
+    """
+    closed = 0
+    for handler in list(_upgraded):
+        if handler.server.closed and handler.socket is not None:
+            try:
+                handler.socket.shutdown(socket.SHUT_RDWR)
+                closed += 1
+            except OSError:
+                pass
+            _upgraded.discard(handler)
+    return closed
+
+
 def make_server(listener: Any, app: Any, **kwargs: Any) -> WSGIServer:
     """A pywsgi server with our handler."""
     return WSGIServer(listener, app, handler_class=Handler, **kwargs)
 
 
+class _Server(PyWSGIServer):  # type: ignore[misc]
+    """gunicorn's pywsgi server, known to its worker so that a stop closes its listener at once."""
+
+    def start(self) -> None:
+        super().start()
+        _listening.add(self)
+
+
+_listening: weakref.WeakSet[_Server] = weakref.WeakSet()
+
+
+def _stop_accepting() -> None:
+    for server in list(_listening):
+        server.close()  # this worker's listener only: the master and the other workers keep theirs
+
+
 class Worker(GeventWebSocketWorker):  # type: ignore[misc]
     """gunicorn's gevent worker with WebSocket support and our handler.
 
-    On a graceful stop (SIGTERM, or SIGHUP to the master) it lets the socket
-    events in flight finish and save, then disconnects the sockets, so clients
-    reconnect to a new worker; keep-alive HTTP connections are closed after
-    their current response.
+    On a graceful stop (SIGTERM, or SIGHUP to the master) it stops accepting
+    at once (gunicorn's own loop would accept for up to a second more, and
+    reconnecting clients would land on the stopping worker), lets the socket
+    events in flight finish and save, then closes the connections, so clients
+    reconnect to a live worker and this one exits as soon as they are gone;
+    keep-alive HTTP connections are closed after their current response.
     """
 
     wsgi_handler = Handler
+    server_class = _Server
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         from .realtime import drain_all
 
         super().handle_exit(sig, frame)
+        gevent.spawn(_stop_accepting)  # out of the signal handler, at once
         timeout = max(1.0, float(self.cfg.graceful_timeout) - 1.0)
 
         def stop() -> None:
-            gevent.spawn(drain_all, timeout)
+            drained = gevent.spawn(drain_all, timeout)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:  # gunicorn closes the listeners within a second
+            while time.monotonic() < deadline:
                 close_idle_connections()
+                if drained.dead:  # the events in flight are done and their connections told: end them
+                    close_websockets()
                 gevent.sleep(0.1)
 
         gevent.spawn(stop)

@@ -25,7 +25,7 @@ import requests
 import socketio
 import urllib3
 
-from tests.helpers import ROOT, SECRET, connect, cookie_header, counter_cookie, wait_until
+from tests.helpers import ROOT, SECRET, close_transport, connect, cookie_header, counter_cookie, wait_until
 from tests.servers import BIN, Server, child_env, free_port, gunicorn, gunicorn_app, serve, write_ini
 
 EXAMPLES = ("flask_app", "pyramid_app", "werkzeug_app")
@@ -345,13 +345,6 @@ class Load:
             close_transport(client)
 
 
-def close_transport(client: socketio.Client) -> None:
-    """Close the websocket of a client whose server went away (python-engineio leaves it open)."""
-    websocket = getattr(client.eio, "ws", None)
-    if websocket is not None:
-        websocket.shutdown()
-
-
 def booted_pids(server: Server) -> list[str]:
     return re.findall(r"Booting worker with pid: (\d+)", server.output())
 
@@ -509,3 +502,66 @@ def test_plain_gevent_worker_serves_http_and_polling_and_refuses_websocket_in_on
     assert "Using worker: gevent" in output
     assert output.count("does not hand websocket upgrades to the app") == 1
     assert "Traceback" not in output and "not configured appropriately" not in output
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_after_sighup_clients_reconnect_by_themselves_to_new_workers_and_old_ones_exit_at_once(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """#21: a stopping worker stops accepting at once and closes its connections once its events are done.
+
+    The clients are python-socketio's with its default reconnection (1 s, randomized by half):
+    nothing in them knows about the restart.
+    """
+    graceful = 10
+    with production(tmp_path, redis_url, workers=2, extra_args=("--graceful-timeout", str(graceful))) as server:
+        cookie = counter_cookie(server.url, "hup")
+        old = booted_pids(server)
+        clients = []
+        for _ in range(6):
+            client = socketio.Client()  # the default: reconnect by itself
+            client.connect(server.url, headers={"Cookie": cookie}, transports=["websocket"], wait_timeout=10)
+            clients.append(client)
+        try:
+            assert [client.call("whoami", timeout=10) for client in clients] == ["hup"] * 6
+            dropped = [client.eio.ws for client in clients]  # python-engineio leaves them open when they drop
+            time.sleep(1.0)  # both workers up: gunicorn's worker ignores a SIGTERM that comes before its handlers
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGHUP)
+            try:
+                wait_until(lambda: all(f"Worker exiting (pid: {pid})" in server.output() for pid in old),
+                           timeout=graceful)
+            except AssertionError:
+                raise AssertionError(f"old workers {old} still running:\n{server.output()[-4000:]}") from None
+            exited = time.monotonic() - started
+
+            waiting: list[str] = []
+
+            def all_answer() -> bool:
+                for n, client in enumerate(clients):
+                    try:
+                        if client.call("incr", timeout=1) == {"error": "server_stopping"}:
+                            waiting.append(f"{n}: server_stopping")
+                            return False
+                    except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError,
+                            socketio.exceptions.DisconnectedError) as exc:
+                        waiting.append(f"{n}: {type(exc).__name__} connected={client.connected} "
+                                       f"reconnecting={client._reconnect_task is not None}")
+                        return False
+                return True
+
+            try:
+                wait_until(all_answer, timeout=10.0)
+            except AssertionError:
+                raise AssertionError(f"clients not served again: {waiting[-6:]}\n{server.output()[-3000:]}") from None
+            back = time.monotonic() - started
+        finally:
+            for client in clients:
+                client.disconnect()
+            for websocket in dropped:
+                websocket.shutdown()
+        log = server.output()
+    assert exited < graceful / 2, f"the old workers took {exited:.1f} s to exit"
+    assert back < 4.0, f"the clients took {back:.1f} s to be served again"  # 1-1.5 s of the client's own delay
+    assert "graceful timeout" not in log and "Traceback" not in log

@@ -10,7 +10,7 @@ import pytest
 import requests
 import socketio
 
-from tests.helpers import LAB, connect, cookie_header, lab_login, wait_until
+from tests.helpers import LAB, close_transport, connect, cookie_header, lab_login, wait_until
 from tests.servers import Server, gunicorn, redis_server, serve, write_ini
 
 
@@ -27,6 +27,7 @@ class SocketTab:
     def close(self) -> None:
         if self.client.connected:
             self.client.disconnect()
+        close_transport(self.client)  # if the server dropped it (a stopping server drops its connections)
 
 
 @pytest.fixture
