@@ -324,3 +324,50 @@ def test_refusal_reasons_reach_the_page(context: Context, strict: Server, redis:
     finally:
         redis.start()
     assert live.run(FETCH, ["/get"])["body"] == {"who": "ann"}  # nothing was lost or rotated
+
+
+# -- 4. a graceful restart, as the page lives through it ----------------------
+BACK_ON_A_NEW_WORKER = """async (old) => {
+  const started = Date.now();
+  while (Date.now() - started < 10000) {
+    if (socket.connected) {
+      try {
+        const pid = await socket.timeout(1000).emitWithAck("whoami_pid");
+        if (typeof pid === "number" && !old.includes(pid)) return {pid, ms: Date.now() - started};
+      } catch (err) { /* no answer in time: the old worker went away under it */ }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return null;
+}"""
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_after_a_graceful_restart_the_page_is_back_on_a_new_worker_by_itself(context: Context, tmp_path: Path) -> None:
+    """kill -HUP of gunicorn: io()'s own reconnection finds the new worker, in the same session.
+
+    One worker: io() starts with polling, and polling needs sticky routing in front of several.
+    """
+    import re
+    import signal
+
+    from tests.servers import redis_server
+
+    with redis_server(tmp_path) as url:
+        ini = write_ini(tmp_path, use=LAB, **{"beaker.session.type": "ext:redis", "beaker.session.url": url,
+                                              "socketio.message_queue": url})
+        with gunicorn(ini, workers=1, extra_args=("--graceful-timeout", "10")) as server:
+            tab = logged_in_tab(context, server, who="ann")
+            assert tab.run(CONNECT, {"url": None, "options": None})["connected"]  # io()
+            assert tab.run(UPGRADED) == "websocket"
+            old = [int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", server.output())]
+            assert tab.run(EMIT, ["whoami_pid"]) in old
+            time.sleep(1.0)  # the worker up: gunicorn's worker ignores a SIGTERM that comes before its handlers
+            server.process.send_signal(signal.SIGHUP)
+            back = tab.run(BACK_ON_A_NEW_WORKER, old, timeout=15)
+            assert back is not None, server.output()[-2000:]
+            assert back["ms"] < 4000, back  # the client's own reconnection delay is 1-1.5 s
+            assert tab.run(EMIT, ["get"]) == {"who": "ann"}  # the same session, by the same cookie
+            assert "Traceback" not in server.output()
+    assert context.browser.errors()["page_errors"] == []
