@@ -24,6 +24,7 @@ setup(
     ],
     extras_require={
         "redis": ["redis>=5.0"],
+        "amqp": ["kombu>=5.3"],
         "testing": ["requests>=2.31", "python-socketio[client]>=5.16.2", "websocket-client>=1.7"],
         "flask": ["Flask>=3.0", "Flask-SocketIO>=5.3"],
         "examples": ["Flask>=3.0", "Flask-SocketIO>=5.3", "Flask-Login>=0.6.3", "pyramid>=2.0"],
@@ -33,6 +34,7 @@ setup(
             "Flask-Login>=0.6.3",
             "pyramid>=2.0",
             "redis>=5.0",
+            "kombu>=5.3",
             "pytest>=8",
             "docutils>=0.20",
             "hypothesis>=6.100",

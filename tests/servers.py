@@ -1,7 +1,7 @@
 """Real servers for the tests: started on free ports of 127.0.0.1.
 
 Every helper here starts a real process (``wsgisession serve``, gunicorn with
-our gevent websocket worker, ``redis-server``) and stops it when done. Their
+our gevent websocket worker, ``redis-server``, ``rabbitmq-server``) and stops it when done. Their
 clients (HTTP logins, sockets) are in ``tests/helpers.py``.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,3 +211,60 @@ def redis_server(directory: Path, *, persistent: bool = False) -> Iterator[str]:
     finally:
         redis.stop()
 
+
+
+@contextlib.contextmanager
+def rabbitmq_server(directory: Path) -> Iterator[str]:
+    """A private RabbitMQ (Debian's rabbitmq-server) on free ports of 127.0.0.1; yields its amqp:// URL.
+
+    Its node, distribution and epmd ports are all its own; its files are in a
+    scratch directory of its own (owned by the ``rabbitmq`` user when run as
+    root: the server's script drops to it, and pytest's directories are private
+    to root), its log in ``directory``. The guest user may log in from localhost.
+    """
+    binary = shutil.which("rabbitmq-server") or "/usr/sbin/rabbitmq-server"
+    if not os.path.exists(binary):
+        raise RuntimeError("rabbitmq-server is not installed (apt-get install rabbitmq-server; .ci/run does it)")
+    home = Path(tempfile.mkdtemp(prefix="wsgisession-rabbitmq-"))
+    home.chmod(0o755)
+    (home / "mnesia").mkdir(parents=True, exist_ok=True)
+    (home / "log").mkdir(exist_ok=True)
+    (home / "plugins").write_text("[].")
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "rabbitmq", str(home)], check=True)
+    port, dist_port, epmd_port = free_port(), free_port(), free_port()
+    env = dict(os.environ, HOME=str(home), RABBITMQ_NODE_PORT=str(port), RABBITMQ_DIST_PORT=str(dist_port),
+               ERL_EPMD_PORT=str(epmd_port), RABBITMQ_NODENAME=f"wstest{port}@localhost",
+               RABBITMQ_MNESIA_BASE=str(home / "mnesia"), RABBITMQ_LOG_BASE=str(home / "log"),
+               RABBITMQ_ENABLED_PLUGINS_FILE=str(home / "plugins"),
+               RABBITMQ_FEATURE_FLAGS_FILE=str(home / "feature_flags"), RABBITMQ_PID_FILE=str(home / "pid"),
+               RABBITMQ_NODE_IP_ADDRESS="127.0.0.1")
+    log = directory / "rabbitmq.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([binary], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        try:
+            wait_for_port(port, timeout=60, process=process)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"rabbitmq-server did not start: {exc}\n{log.read_text(errors='replace')[-2000:]}") from exc
+        yield f"amqp://guest:guest@127.0.0.1:{port}//"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        # run as root, the script starts the node through su (another session): find it by its epmd port
+        subprocess.run(["pkill", "-TERM", "-f", f"epmd_port {epmd_port}( |$)"], check=False)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and subprocess.run(
+                ["pgrep", "-f", f"epmd_port {epmd_port}( |$)"], stdout=subprocess.DEVNULL, check=False).returncode == 0:
+            time.sleep(0.1)
+        subprocess.run(["pkill", "-KILL", "-f", f"epmd_port {epmd_port}( |$)"], check=False)
+        epmd = shutil.which("epmd")
+        if epmd is not None:  # it outlives the node, daemonized on its own port
+            subprocess.run([epmd, "-kill"], env=dict(os.environ, ERL_EPMD_PORT=str(epmd_port)),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False)
+        shutil.rmtree(home, ignore_errors=True)

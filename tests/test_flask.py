@@ -7,7 +7,6 @@ server, one cookie jar), with Flask's idioms: ``flask.session``, ``request.sid``
 from __future__ import annotations
 
 import difflib
-import logging
 import re
 import sys
 import types
@@ -321,21 +320,23 @@ def test_flask_socketio_cors_allowed_origins_become_ours() -> None:
         WsgiSession(Flask(__name__), SocketIO(app, cors_allowed_origins="*"), secret=SECRET, type="memory")
 
 
-def test_a_plain_redis_message_queue_carries_endings(caplog: pytest.LogCaptureFixture) -> None:
+def test_flask_socketio_message_queues_carry_endings() -> None:
     import socketio as python_socketio
 
-    from wsgisession.fanout import LifecycleRedisManager
+    from wsgisession.fanout import LifecycleManager
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY=SECRET, WSGISESSION_TYPE="memory")
     queue = SocketIO(app, message_queue="redis://127.0.0.1:1/0")  # never reached: nothing is published here
     WsgiSession(app, queue)
-    assert isinstance(queue.server.manager, LifecycleRedisManager)
+    assert isinstance(queue.server.manager, LifecycleManager)
+    assert isinstance(queue.server.manager, python_socketio.RedisManager)
     other = Flask(__name__)
     other.config.update(SECRET_KEY=SECRET, WSGISESSION_TYPE="memory")
-    with caplog.at_level(logging.WARNING, logger="wsgisession.fanout"):
-        WsgiSession(other, SocketIO(other, client_manager=python_socketio.PubSubManager(write_only=True)))
-    assert "carries emits but not session endings" in caplog.text
+    kombu = SocketIO(other, client_manager=python_socketio.KombuManager("memory://", write_only=True))
+    WsgiSession(other, kombu)
+    assert isinstance(kombu.server.manager, LifecycleManager)
+    assert isinstance(kombu.server.manager, python_socketio.KombuManager)
 
 
 def test_a_request_context_without_the_layer_says_why() -> None:

@@ -37,7 +37,7 @@ from .config import from_settings
 from .cookie_exchange import CookieExchange
 from .cookies import SameSite, SessionCookie
 from .errors import ConfigurationError
-from .fanout import LifecycleRedisManager, carry_lifecycle
+from .fanout import carry_lifecycle, manager_for
 from .manager import SessionManager
 from .middleware import SessionMiddleware
 from .origins import CorsHeaders, OriginPolicy
@@ -248,7 +248,12 @@ def make_app(
     queue = options.pop("message_queue", None)
     channel = options.pop("channel", "socketio")
     if queue:
-        options["client_manager"] = LifecycleRedisManager(queue, channel=channel)
+        if "client_manager" in options:
+            raise ConfigurationError("give socketio.message_queue or a client_manager, not both",
+                                     key="socketio.message_queue")
+        options["client_manager"] = manager_for(queue, channel=channel)
+    elif "client_manager" in options:
+        carry_lifecycle(options["client_manager"])  # a manager passed from Python carries endings too
     if max_message_size is not None:
         options.setdefault("max_http_buffer_size", max_message_size)
     # Socket.IO packets by orjson, with the same results (python-socketio keeps it for the whole process)

@@ -4,7 +4,7 @@
 When a session ends (logout, expiry, ``disconnect_session``) every socket bound
 to it, in every worker and host, gets ``session_ended`` with the reason and is
 disconnected; when a session changes id (login rotation) its sockets follow.
-Messages go over python-socketio's Redis message queue when one is configured
+Messages go over python-socketio's message queue when one is configured
 (:mod:`wsgisession.fanout`), else stay in the process. A periodic sweep ends
 this process's sockets whose session expired or vanished while they were
 silent.
@@ -18,7 +18,7 @@ import gevent
 import socketio
 
 from .errors import WsgiSessionError
-from .fanout import LifecycleRedisManager, publish
+from .fanout import LifecycleManager, publish
 from .manager import SessionManager
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Lifecycle:
         self.sockets = sockets
         self.sweep_interval = sweep_interval
         self._sweeper: gevent.Greenlet[[], None] | None = None
-        if isinstance(sockets.sio.manager, LifecycleRedisManager):
+        if isinstance(sockets.sio.manager, LifecycleManager):
             sockets.sio.manager.receiver = self.receive
         sockets.manager.listeners.append(self)
 
