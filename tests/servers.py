@@ -144,7 +144,7 @@ def gunicorn(ini: Path, *, workers: int = 1, extra_args: tuple[str, ...] = ()) -
 def gunicorn_app(app_uri: str, directory: Path, *, env: dict[str, str], workers: int = 1) -> Iterator[Server]:
     """``gunicorn -c conf/gunicorn.conf.py APP_URI`` (a module's app, or a factory call), run in ``directory``."""
     port = free_port()
-    log = directory / f"gunicorn.{time.monotonic_ns()}.log"
+    log = Path(tempfile.gettempdir()) / f"wsgisession-gunicorn.{time.monotonic_ns()}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", str(ROOT / "conf" / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}",
