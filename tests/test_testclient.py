@@ -9,7 +9,7 @@ import pytest
 from werkzeug.wrappers import Request, Response
 
 from tests.helpers import README, SECRET, Clock
-from wsgisession import ConfigurationError, SharedSession, WsgiSessionApp, make_app
+from wsgisession import ConfigurationError, SessionNamespace, SharedSession, WsgiSessionApp, make_app
 from wsgisession.testclient import Refused, TestClient, session_app_of
 
 
@@ -100,6 +100,44 @@ def test_disconnect_unbinds_the_socket(app: WsgiSessionApp) -> None:
     assert socket.sid in app.sockets.bindings()
     socket.disconnect()
     assert socket.sid is None and app.sockets.bindings() == {}
+
+
+def test_rule1_holds_for_an_app_with_no_socket_handlers() -> None:
+    app = make_app(views, secret=SECRET, type="memory", sweep_interval=None)
+    try:
+        assert TestClient(app).refusal() == "no_cookie"  # python-socketio alone would accept it
+        client = TestClient(app)
+        client.get("/login?user=ann")
+        socket = client.socket()
+        assert app.sockets.bindings()[socket.sid or ""][0] == "/"
+    finally:
+        app.sockets.stop()
+
+
+def test_a_class_based_default_namespace_keeps_its_connect_and_disconnect() -> None:
+    seen: list[Any] = []
+
+    class Lobby(SessionNamespace):
+        def on_connect(self, sid: str, session: SharedSession, environ: Any, auth: Any) -> Any:
+            seen.append(("connect", session.get("user"), auth))
+            return auth != "refuse"
+
+        def on_disconnect(self, sid: str, reason: Any) -> None:
+            session = self.sockets.session_of(sid)  # type: ignore[attr-defined]
+            seen.append(("disconnect", session.get("user") if session is not None else None))
+
+    app = make_app(views, secret=SECRET, type="memory", sweep_interval=None)
+    app.register_namespace(Lobby("/"))
+    try:
+        client = TestClient(app)
+        assert client.refusal() == "no_cookie"  # checked before on_connect runs
+        client.get("/login?user=ann")
+        client.socket(auth="hello").disconnect()
+        with pytest.raises(Refused):
+            client.socket(auth="refuse")
+        assert seen == [("connect", "ann", "hello"), ("disconnect", "ann"), ("connect", "ann", "refuse")]
+    finally:
+        app.sockets.stop()
 
 
 def test_expiry_is_tested_with_the_apps_clock() -> None:

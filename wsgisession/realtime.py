@@ -115,6 +115,10 @@ class SessionSockets:
         self._started: dict[str, SharedSession] = {}  # sid -> the session start_session() made in its handler
         self.draining = False
         _LIVE.add(self)
+        if server is None:
+            # every socket of the default namespace is checked and joined, even with no handler
+            # of the app's there (python-socketio accepts "/" without a handler)
+            self._namespace("/")
 
     # -- registration ----------------------------------------------------
     @overload
@@ -143,7 +147,12 @@ class SessionSockets:
     def register_namespace(self, namespace_handler: SessionNamespace) -> None:
         """Register a class-based :class:`SessionNamespace`."""
         namespace_handler.sockets = self
-        self._handlers.setdefault(namespace_handler.namespace or "/", {})
+        handlers = self._handlers.setdefault(namespace_handler.namespace or "/", {})
+        # python-socketio prefers function handlers: where ours check connects already, they run the class's
+        for event in ("connect", "disconnect"):
+            method = getattr(namespace_handler, "on_" + event, None)
+            if method is not None:
+                handlers.setdefault(event, method)
         self.sio.register_namespace(namespace_handler)
 
     def adopt(self) -> None:
@@ -230,9 +239,12 @@ class SessionSockets:
             raise
 
     def disconnect(self, sid: str, reason: Any, handler: Handler | None) -> None:
-        self._bindings.pop(sid, None)
-        if handler is not None:
-            handler(sid, reason)
+        """Run the app's disconnect handler (``session_of(sid)`` still finds its session), then unbind."""
+        try:
+            if handler is not None:
+                handler(sid, reason)
+        finally:
+            self._bindings.pop(sid, None)
 
     # -- events ----------------------------------------------------------
     def session_of(self, sid: str) -> SharedSession | None:
