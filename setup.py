@@ -27,6 +27,7 @@ setup(
         "amqp": ["kombu>=5.3"],
         "testing": ["requests>=2.31", "python-socketio[client]>=5.16.2", "websocket-client>=1.7"],
         "flask": ["Flask>=3.0", "Flask-SocketIO>=5.3"],
+        "pyramid": ["pyramid>=2.0"],
         "examples": ["Flask>=3.0", "Flask-SocketIO>=5.3", "Flask-Login>=0.6.3", "pyramid>=2.0"],
         "test": [
             "Flask>=3.0",

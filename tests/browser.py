@@ -192,6 +192,10 @@ class Tab:
         """Run the JavaScript function ``fn`` (source text) with ``arg`` in the page; its (awaited) result."""
         return self.context.browser.call("eval", page=self.name, fn=fn, arg=arg, timeout=timeout)
 
+    def wait_text(self, id: str, wanted: str) -> str:
+        """The text of the element ``id`` once it contains ``wanted``, waiting across navigations."""
+        return str(self.context.browser.call("wait_text", page=self.name, element=id, wanted=wanted))
+
     def screenshot(self, name: str) -> str:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         return str(self.context.browser.call("screenshot", page=self.name, path=str(ARTIFACTS / f"{name}.png")))

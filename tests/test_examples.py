@@ -31,3 +31,31 @@ def test_chat_logs_out_only_by_its_forms_post() -> None:
     assert socket.get_received()[-1] == {"name": "session_ended", "args": [{"reason": "logout"}], "namespace": "/"}
     assert client.get("/session").json == {}
     app.sockets.stop()
+
+
+def test_pyramid_example_signs_in_counts_and_signs_out_by_post_with_pyramids_csrf_check() -> None:
+    from examples.pyramid_app import main as pyramid_main
+
+    app = pyramid_main({}, **{"session.secret": SECRET, "session.type": "memory", "wsgisession.sweep_interval": "0"})
+    client = TestClient(app)
+    page = client.get("/").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    assert client.refusal() is not None  # a visitor's socket: the app's connect handler refuses it
+    form = {"user": "ann", "password": "ann-password"}
+    assert client.post("/login", data=form).status_code == 400  # Pyramid's CSRF check
+    assert client.post("/login", data={**form, "password": "wrong", "csrf_token": token}).status_code == 401
+    assert client.post("/login", data={**form, "csrf_token": token}).status_code == 303
+    page = client.get("/").text
+    assert 'id="user">ann<' in page and "Welcome, ann." in page
+    socket = client.socket()
+    assert socket.call("whoami") == "ann"
+    assert socket.call("incr") == 1
+    assert client.post("/incr", data={"csrf_token": token}).json == {"n": 2}
+    assert [m["args"] for m in socket.get_received()] == [[1], [2]]
+    assert client.get("/api/me").json == {"user": "ann", "n": 2}
+    assert client.post("/logout").status_code == 400  # no token: nothing ends
+    assert socket.is_connected()
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    assert socket.get_received()[-1] == {"name": "session_ended", "args": [{"reason": "logout"}], "namespace": "/"}
+    assert client.get("/api/me").json == {"user": None, "n": 0}
+    app.sockets.stop()

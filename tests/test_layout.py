@@ -19,7 +19,7 @@ LAYERS = [
     "backends.base", "backends.memory", "backends.file", "backends.redis", "backends",
     "store", "manager", "session",
     "namespace", "lifecycle", "cookie_exchange", "middleware", "realtime",
-    "app", "flask", "server", "serve", "testing", "testclient", "__init__",
+    "app", "flask", "pyramid", "server", "serve", "testing", "testclient", "__init__",
 ]
 
 

@@ -137,28 +137,32 @@ class TestSocket:
         self._acks: dict[int, list[Any]] = {}
         self._next_id = 0
         self._partial: Any = None
+        #: the namespace of the first connect: what emit, call, get_received ... use when given none
+        self.namespace = "/"
         _routes(self.sio)[self.eio_sid] = self
         self.sio._handle_eio_connect(self.eio_sid, client.handshake_environ(origin=origin, headers=headers))
 
     @property
     def sid(self) -> str | None:
-        """The socket's sid in the default namespace."""
-        return self.sio.manager.sid_from_eio_sid(self.eio_sid, "/")  # type: ignore[no-any-return]
+        """The socket's sid in its namespace (that of its first connect)."""
+        return self.sio.manager.sid_from_eio_sid(self.eio_sid, self.namespace)  # type: ignore[no-any-return]
 
     def connect(self, *, namespace: str = "/", auth: Any = None) -> None:
         """Connect a namespace; raises :class:`Refused` with the server's reason."""
+        if not self.connected:
+            self.namespace = namespace
         self._send(packet.Packet(packet.CONNECT, auth, namespace=namespace))
         if not self.connected.get(namespace):
             raise Refused(self.refusals.get(namespace))
 
-    def emit(self, event: str, *args: Any, namespace: str = "/") -> None:
+    def emit(self, event: str, *args: Any, namespace: str | None = None) -> None:
         """Send an event; its handler has run when this returns."""
-        self._require(namespace)
+        namespace = self._require(namespace)
         self._send(packet.Packet(packet.EVENT, data=[event, *args], namespace=namespace))
 
-    def call(self, event: str, *args: Any, namespace: str = "/") -> Any:
+    def call(self, event: str, *args: Any, namespace: str | None = None) -> Any:
         """Send an event and return its acknowledgement (one value, a list of several, ``None`` for none)."""
-        self._require(namespace)
+        namespace = self._require(namespace)
         self._next_id += 1
         ack_id = self._next_id
         self._send(packet.Packet(packet.EVENT, data=[event, *args], namespace=namespace, id=ack_id))
@@ -167,17 +171,22 @@ class TestSocket:
         values = self._acks.pop(ack_id)
         return values[0] if len(values) == 1 else (values or None)
 
-    def get_received(self, namespace: str | None = "/") -> list[dict[str, Any]]:
-        """The events received since the last call (``{"name", "args", "namespace"}``), then forgotten."""
+    def get_received(self, namespace: str | None = "") -> list[dict[str, Any]]:
+        """The events received since the last call (``{"name", "args", "namespace"}``), then forgotten.
+
+        Those of the socket's namespace by default; of every namespace with ``namespace=None``.
+        """
+        namespace = namespace if namespace != "" else self.namespace
         taken = [m for m in self.received if namespace is None or m["namespace"] == namespace]
         self.received = [m for m in self.received if m not in taken]
         return taken
 
-    def is_connected(self, namespace: str = "/") -> bool:
-        return self.connected.get(namespace, False)
+    def is_connected(self, namespace: str | None = None) -> bool:
+        return self.connected.get(namespace or self.namespace, False)
 
-    def disconnect(self, *, namespace: str = "/") -> None:
+    def disconnect(self, *, namespace: str | None = None) -> None:
         """Disconnect a namespace, as the client's ``disconnect()``."""
+        namespace = namespace or self.namespace
         if self.connected.get(namespace):
             self._send(packet.Packet(packet.DISCONNECT, namespace=namespace))
             self.connected[namespace] = False
@@ -185,9 +194,11 @@ class TestSocket:
             _routes(self.sio).pop(self.eio_sid, None)
 
     # -- plumbing ---------------------------------------------------------
-    def _require(self, namespace: str) -> None:
+    def _require(self, namespace: str | None) -> str:
+        namespace = namespace or self.namespace
         if not self.connected.get(namespace):
             raise RuntimeError(f"the test socket is not connected to {namespace!r}")
+        return namespace
 
     def _send(self, pkt: packet.Packet) -> None:
         sio = self.sio

@@ -1,77 +1,38 @@
-"""The Pyramid example: a Pyramid app configured from its own INI, sharing its session with Socket.IO.
+"""The Pyramid example: an idiomatic Pyramid app whose ``request.session`` is the shared session.
 
-``conf/pyramid.ini`` holds the whole deployment: the app's section
-(``[app:pyramid]``, Pyramid settings and this app's own ``greeting``), the
-``egg:wsgisession#main`` filter with the session settings and the socket
-handlers, and ``[pipeline:main]`` putting one before the other. Views read the
-shared session from ``request.environ['beaker.session']`` (where
-``pyramid_beaker``'s users find Beaker's), also offered as
-``request.shared_session``.
+Configured from its own INI section (``conf/pyramid.ini``: Pyramid's settings
+and ``session.*`` as pyramid_beaker reads them), with a security policy over
+the session (:mod:`examples.pyramid_app.security`), Pyramid's CSRF checks on
+every POST, views and socket handlers found by ``config.scan()``.
 
-HTTP:   GET /login?user=NAME  a fresh session id holding ``user`` and ``n = 0``
-        GET /incr             n + 1, atomically; answers n
-        GET /                 the session as JSON
-        GET /logout           ends the session (its sockets get ``session_ended``)
-Socket: :class:`examples.pyramid_app.sockets.CounterNamespace`
-        (``whoami``, ``incr``, ``set_note``) reads and writes the same keys.
+HTTP:   GET /  the page (sign in, a live counter, sign out); POST /login, POST /logout
+        and POST /incr take the form's CSRF token; GET /api/me the user and the counter
+Socket: ``whoami`` -> the user; ``incr`` -> the counter + 1, also sent as ``count``
+        to every tab of the session
 """
 from __future__ import annotations
 
 from typing import Any
 
 from pyramid.config import Configurator
-from pyramid.httpexceptions import HTTPBadRequest, HTTPUnauthorized
-from pyramid.request import Request
 
-from wsgisession import SharedSession
+from wsgisession.pyramid import make_wsgi_app
 
-
-def shared_session(request: Request) -> SharedSession:
-    """``request.shared_session``: the request's shared session."""
-    try:
-        session: SharedSession = request.environ["beaker.session"]
-    except KeyError:
-        raise RuntimeError("no shared session: put the egg:wsgisession#main filter in front (conf/pyramid.ini)") from None
-    return session
-
-
-def login(request: Request) -> dict[str, Any]:
-    user = request.params.get("user", "").strip()
-    if not user:
-        raise HTTPBadRequest("login needs ?user=NAME")
-    session = request.shared_session
-    session.regenerate_id()  # a new id at login: a planted cookie is worth nothing
-    session["user"] = user
-    session["n"] = 0
-    return {"greeting": f"{request.registry.settings['greeting']} {user}"}
-
-
-def incr(request: Request) -> dict[str, Any]:
-    session = request.shared_session
-    if "user" not in session:
-        raise HTTPUnauthorized("not logged in: GET /login?user=NAME first")
-    with session.atomic():
-        session["n"] += 1
-        n = session["n"]
-    return {"n": n}
-
-
-def show(request: Request) -> dict[str, Any]:
-    return dict(request.shared_session)
-
-
-def logout(request: Request) -> dict[str, Any]:
-    request.shared_session.delete()
-    return {"bye": True}
+from .security import SecurityPolicy
 
 
 def main(global_config: dict[str, str], **settings: str) -> Any:
-    """PasteDeploy ``[app:pyramid]``: Pyramid's usual ``main`` (settings from the app's section)."""
-    settings.setdefault("greeting", "hello")
+    """PasteDeploy ``[app:main]``: Pyramid's usual ``main``, served through the session layer."""
     with Configurator(settings=settings) as config:
-        config.add_request_method(shared_session, "shared_session", reify=True)
-        for name, path, view in (("login", "/login", login), ("incr", "/incr", incr),
-                                 ("show", "/", show), ("logout", "/logout", logout)):
-            config.add_route(name, path)
-            config.add_view(view, route_name=name, renderer="json", request_method="GET")
-        return config.make_wsgi_app()
+        config.include("wsgisession.pyramid")  # request.session is the shared session
+        config.set_security_policy(SecurityPolicy())
+        config.set_default_csrf_options(require_csrf=True)  # every POST checks csrf_token
+        config.add_route("home", "/")
+        config.add_route("client_js", "/socket.io.min.js")
+        config.add_route("login", "/login")
+        config.add_route("logout", "/logout")
+        config.add_route("incr", "/incr")
+        config.add_route("me", "/api/me")
+        config.scan(".views")
+        config.scan(".sockets")
+        return make_wsgi_app(config)  # instead of config.make_wsgi_app()

@@ -1,29 +1,31 @@
-"""The Pyramid example's socket handlers: a class-based namespace named from the INI::
+"""The example's socket handlers: ``handler(request, *args)``, found by ``config.scan()``.
 
-    wsgisession.handlers = examples.pyramid_app.sockets:CounterNamespace
-
-Each ``on_<event>`` gets the session as stored when its event arrives and
-saves what it changes when it returns: the keys are the HTTP views' keys.
+Each gets a Pyramid request for its socket: ``request.session`` is the session
+as stored when the event arrives (saved when the handler returns), and the
+app's security policy answers ``request.authenticated_userid``.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from wsgisession import SessionNamespace, SharedSession
+from pyramid.request import Request
+
+from wsgisession.pyramid import socket_event
 
 
-class CounterNamespace(SessionNamespace):
-    """The default namespace ``/``."""
+@socket_event("connect")
+def connect(request: Request, auth: Any) -> bool:
+    return request.authenticated_userid is not None  # refuse an anonymous visitor's socket
 
-    def on_whoami(self, sid: str, session: SharedSession) -> Any:
-        return session.get("user")  # written by the /login view
 
-    def on_incr(self, sid: str, session: SharedSession) -> int:
-        with session.atomic():  # the same counter as GET /incr, never a lost update
-            session["n"] = session.get("n", 0) + 1
-            return int(session["n"])
+@socket_event("whoami")
+def whoami(request: Request) -> str | None:
+    return request.authenticated_userid  # remembered by the /login view
 
-    def on_set_note(self, sid: str, session: SharedSession, note: Any) -> dict[str, Any]:
-        if isinstance(note, str):
-            session["note"] = note[:200]  # GET / shows it
-        return dict(session)
+
+@socket_event("incr")
+def incr(request: Request) -> int:
+    with request.session.atomic():  # the same counter as POST /incr
+        n = request.session["n"] = request.session.get("n", 0) + 1
+    request.wsgisession.emit_to_session(request.session.id, "count", n)
+    return int(n)

@@ -209,6 +209,6 @@ def test_in_chromium_a_logout_in_one_tab_ends_the_other_tabs_socket(tmp_path: Pa
         assert second.run(ME) == {"user": "ann", "n": 1}  # the socket's write, seen by HTTP
         first.run(CLICK, "logout")  # the form's POST, with its CSRF token
         assert second.run(TEXT, ["status", "session ended: logout"]) == "session ended: logout"
-        assert first.run(TEXT, ["login", "Sign in"]) == "Sign in"  # back on the sign-in form
+        assert first.wait_text("login", "Sign in") == "Sign in"  # back on the sign-in form, after the redirect
         assert context.cookie(server.url, name=COOKIE) is None or second.run(ME)["user"] is None
         assert browser.errors()["page_errors"] == []

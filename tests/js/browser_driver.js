@@ -67,6 +67,12 @@ const ops = {
     const func = eval(`(${fn})`); // serialized again by playwright and run in the page
     return need(pages, page, "page").evaluate(func, arg === undefined ? null : arg);
   },
+  async wait_text({ page, element: id, wanted }) {
+    // a locator waits across navigations (a form's POST and its redirect), where an eval's context is destroyed
+    const found = need(pages, page, "page").locator(`[id="${id}"]`, { hasText: wanted });
+    await found.first().waitFor();
+    return found.first().textContent();
+  },
   async cookies({ context, url }) {
     return need(contexts, context, "context").cookies(url);
   },
