@@ -1,7 +1,7 @@
 """Real servers for the tests: started on free ports of 127.0.0.1.
 
 Every helper here starts a real process (``wsgisession serve``, gunicorn with
-our gevent websocket worker, ``redis-server``, ``rabbitmq-server``) and stops it when done. Their
+our gevent websocket worker, ``redis-server``, ``rabbitmq-server``, ``nginx``) and stops it when done. Their
 clients (HTTP logins, sockets) are in ``tests/helpers.py``.
 """
 from __future__ import annotations
@@ -25,21 +25,22 @@ from tests.helpers import ROOT, SECRET
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, *, timeout: float = 15.0, process: subprocess.Popen[Any] | None = None) -> None:
+def wait_for_port(port: int, *, timeout: float = 15.0, process: subprocess.Popen[Any] | None = None,
+                  host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited early with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 def write_ini(directory: Path, *, use: str = "call:examples.counter:app_factory", name: str = "app.ini", **settings: Any) -> Path:
@@ -64,10 +65,11 @@ class Server:
     port: int
     log: Path
     ports: list[int] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -117,21 +119,22 @@ def serve(ini: Path, *, extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def gunicorn(ini: Path, *, workers: int = 1, extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
-    """gunicorn with our gevent websocket worker, ``--paste INI``."""
-    port = free_port()
+def gunicorn(ini: Path, *, workers: int = 1, extra_args: tuple[str, ...] = (),
+             host: str = "127.0.0.1") -> Iterator[Server]:
+    """gunicorn with our gevent websocket worker, ``--paste INI``, on a free port of ``host``."""
+    port = free_port(host)
     log = ini.with_suffix(f".gunicorn.{time.monotonic_ns()}.log")
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [
                 str(BIN / "gunicorn"), "--paste", str(ini), "-c", str(ROOT / "conf" / "gunicorn.conf.py"),
-                "-b", f"127.0.0.1:{port}", "-w", str(workers), "--no-control-socket", *extra_args,
+                "-b", f"{host}:{port}", "-w", str(workers), "--no-control-socket", *extra_args,
             ],
             stdout=out, stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT,
         )
-    server = Server(process=process, port=port, log=log)
+    server = Server(process=process, port=port, log=log, host=host)
     try:
-        wait_for_port(port, timeout=30, process=process)
+        wait_for_port(port, timeout=30, process=process, host=host)
         deadline = time.monotonic() + 30
         while server.output().count("Booting worker") < workers and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -268,3 +271,129 @@ def rabbitmq_server(directory: Path) -> Iterator[str]:
             subprocess.run([epmd, "-kill"], env=dict(os.environ, ERL_EPMD_PORT=str(epmd_port)),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def self_signed_certificate(directory: Path, name: str = "localhost") -> tuple[Path, Path]:
+    """A certificate for ``name`` (also its own CA: clients trust it by its file) and its key, made by openssl."""
+    certificate, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(certificate)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return certificate, key
+
+
+NGINX_CONF = ROOT / "conf" / "nginx.conf"
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def nginx_site(backends: list[str], *, port: int, http_port: int, certificate: Path, key: Path,
+               name: str = "localhost") -> str:
+    """The shipped ``conf/nginx.conf`` with its EDIT places filled in: these backends, loopback ports, this certificate."""
+    text = NGINX_CONF.read_text()
+    v6 = _ipv6_loopback()
+
+    def edit(pattern: str, replacement: str, count: int) -> None:
+        nonlocal text
+        text, found = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+        assert found == count, f"conf/nginx.conf changed: {pattern!r} found {found} times, not {count}"
+
+    servers = "".join(f"    server {backend};\n" for backend in backends)
+    edit(r"^(    server \S+:\d+;\n)+", servers, 1)
+    edit(r"^(\s*)listen 80 ", rf"\g<1>listen 127.0.0.1:{http_port} ", 1)
+    edit(r"^(\s*)listen \[::\]:80 ", rf"\g<1>listen [::1]:{http_port} " if v6 else r"\g<1># ", 1)
+    edit(r"^(\s*)listen 443 ", rf"\g<1>listen 127.0.0.1:{port} ", 2)
+    edit(r"^(\s*)listen \[::\]:443 ", rf"\g<1>listen [::1]:{port} " if v6 else r"\g<1># ", 2)
+    edit(r"server_name example\.com;", f"server_name {name};", 1)
+    edit(r"ssl_certificate \S+;", f"ssl_certificate {certificate};", 1)
+    edit(r"ssl_certificate_key \S+;", f"ssl_certificate_key {key};", 1)
+    return text
+
+
+@dataclass
+class Nginx:
+    """A running nginx: its https URL, its CA file, its logs."""
+
+    process: subprocess.Popen[Any]
+    url: str
+    http_url: str
+    ca: Path
+    error_log: Path
+    access_log: Path
+
+    def routes(self) -> list[dict[str, str]]:
+        """The access log: one ``{"method", "uri", "sid", "route", "upstream", "status"}`` per request."""
+        lines = self.access_log.read_text(errors="replace").splitlines()
+        return [dict(field.split("=", 1) for field in line.split("\t")) for line in lines if line]
+
+
+#: the access log of the test's nginx: which backend served each request, by Engine.IO sid and routing cookie
+NGINX_LOG_FORMAT = "method=$request_method\turi=$uri\tsid=$arg_sid\troute=$cookie_wsgisession_route\t" \
+                   "upstream=$upstream_addr\tstatus=$status"
+
+
+@contextlib.contextmanager
+def nginx(directory: Path, backends: list[str], *, name: str = "localhost") -> Iterator[Nginx]:
+    """Debian's nginx in the foreground with ``conf/nginx.conf`` in front of ``backends`` (``host:port``).
+
+    Its https port and its http (redirect) port are free ports of 127.0.0.1
+    (and ::1 where it exists, as ``name`` may resolve to either); its
+    certificate is made for ``name``. Its logs are in ``directory``; its pid
+    and temporary files are in a scratch prefix of its own, readable by the
+    unprivileged user its workers run as when the test runs as root.
+    """
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        raise RuntimeError("nginx is not installed (apt-get install nginx; .ci/run does it)")
+    prefix = Path(tempfile.mkdtemp(prefix="wsgisession-nginx-"))
+    prefix.chmod(0o755)
+    certificate, key = self_signed_certificate(directory, name)
+    port, http_port = free_port(), free_port()
+    site = prefix / "site.conf"
+    site.write_text(nginx_site(backends, port=port, http_port=http_port, certificate=certificate, key=key, name=name))
+    error_log, access_log = directory / "nginx-error.log", directory / "nginx-access.log"
+    temp_paths = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi",
+                                                                                  "uwsgi", "scgi"))
+    main = prefix / "nginx.conf"
+    main.write_text(f"""daemon off;
+{"user nobody nogroup;" if os.geteuid() == 0 else ""}
+worker_processes 2;
+pid {prefix / "nginx.pid"};
+error_log {error_log} info;
+events {{
+    worker_connections 1024;
+}}
+http {{
+{temp_paths}
+    log_format routed "{NGINX_LOG_FORMAT}";
+    access_log {access_log} routed;
+    include {site};
+}}
+""")
+    with open(directory / "nginx-stderr.log", "wb") as out:
+        process = subprocess.Popen([binary, "-p", str(prefix), "-c", str(main), "-e", str(error_log)],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        try:
+            wait_for_port(port, process=process)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"nginx did not start: {exc}\n{error_log.read_text(errors='replace')[-2000:]}") from exc
+        yield Nginx(process=process, url=f"https://{name}:{port}", http_url=f"http://{name}:{http_port}",
+                    ca=certificate, error_log=error_log, access_log=access_log)
+    finally:
+        process.terminate()  # nginx's fast shutdown
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(prefix, ignore_errors=True)

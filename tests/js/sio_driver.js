@@ -3,7 +3,8 @@
 //
 //   node tests/js/sio_driver.js '{"url": "http://127.0.0.1:PORT", "cookie": "k=v",
 //                                "origin": "http://127.0.0.1:PORT", "transports": ["websocket"],
-//                                "namespace": "/", "timeout_ms": 20000}'
+//                                "namespace": "/", "timeout_ms": 20000, "ca": "/path/ca.pem"}'
+// ("ca": for an https URL, the certificate authority to trust, as a browser trusts its own.)
 //
 // It connects once (no reconnection) and prints one JSON object per line on stdout:
 //   {"type": "open", "transport": NAME}                                   Engine.IO is open
@@ -20,6 +21,7 @@
 // it never waits forever (exit code 3 on timeout).
 "use strict";
 
+const fs = require("fs");
 const path = require("path");
 const readline = require("readline");
 const { io } = require(path.join(__dirname, "..", "..", "node_modules", "socket.io-client"));
@@ -54,6 +56,7 @@ const socket = io(url, {
   reconnection: false,
   timeout: Math.min(timeoutMs, 10000),
   forceNew: true,
+  ...(options.ca ? { ca: fs.readFileSync(options.ca) } : {}),
 });
 
 socket.on("connect", () => print({ type: "connect", id: socket.id, transport: socket.io.engine.transport.name }));
