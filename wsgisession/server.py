@@ -165,6 +165,21 @@ class _Server(PyWSGIServer):  # type: ignore[misc]
 _listening: weakref.WeakSet[_Server] = weakref.WeakSet()
 
 
+def allows_polling(app: object) -> bool:
+    """Whether ``app``'s Engine.IO server (if it has one we can see) accepts the polling transport."""
+    engine = getattr(getattr(app, "sio", None), "eio", None)
+    return "polling" in (getattr(engine, "transports", None) or ())
+
+
+#: logged by the first worker of a master with several workers and polling on
+SHARED_SOCKET_WARNING = (
+    "%d workers share one listening socket and Socket.IO accepts the polling transport: a client "
+    "that starts with polling (the browser default) fails when its requests reach different workers. "
+    "Run one worker per gunicorn master behind a sticky proxy (conf/nginx.conf), "
+    "or set socketio.transports = websocket"
+)
+
+
 def _stop_accepting() -> None:
     for server in list(_listening):
         server.close()  # this worker's listener only: the master and the other workers keep theirs
@@ -179,10 +194,19 @@ class Worker(GeventWebSocketWorker):  # type: ignore[misc]
     events in flight finish and save, then closes the connections, so clients
     reconnect to a live worker and this one exits as soon as they are gone;
     keep-alive HTTP connections are closed after their current response.
+
+    Several workers of one master share its listening socket, which breaks
+    the polling transport: the first worker says so in the log once.
     """
 
     wsgi_handler = Handler
     server_class = _Server
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        # Engine.IO's connections live in one process: the kernel hands each request to any worker of the master
+        if self.cfg.workers > 1 and self.age == 1 and allows_polling(self.wsgi):
+            self.log.warning(SHARED_SOCKET_WARNING, self.cfg.workers)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         from .realtime import drain_all

@@ -400,7 +400,7 @@ def test_production_ini_logging_sections_are_honoured_by_gunicorn(sighup_run: Ru
 
 def test_production_ini_documents_its_gunicorn_command() -> None:
     text = (ROOT / "conf" / "production.ini").read_text()
-    assert "gunicorn --paste conf/production.ini -c conf/gunicorn.conf.py -w 4" in text
+    assert "gunicorn --paste conf/production.ini -c conf/gunicorn.conf.py -w 1" in text
     assert "beaker.session.secret = env:SESSION_SECRET" in text
 
 

@@ -26,7 +26,7 @@ import requests
 
 from tests.helpers import SECRET, wait_until
 from tests.jsclient import JsClient, node_binary
-from tests.servers import Nginx, Server, gunicorn, nginx
+from tests.servers import Nginx, Server, gunicorn, nginx, write_ini
 
 pytestmark = [pytest.mark.redis, pytest.mark.node, pytest.mark.slow]
 
@@ -292,3 +292,21 @@ def test_origin_check_behind_the_proxy(cluster: Cluster, node: str) -> None:
                       ca=cluster.proxy.ca) as client:
             refused = client.next("connect", "connect_error", "timeout")
         assert (refused["type"], refused.get("message")) == ("connect_error", "bad_origin"), refused
+
+
+# -- what nginx cannot fix: one master's workers share its socket ---------
+WARNING = "workers share one listening socket and Socket.IO accepts the polling transport"
+
+
+@pytest.mark.parametrize(("workers", "transports", "warned"), [(2, None, True), (2, "websocket", False), (1, None, False)],
+                         ids=["2 workers, polling", "2 workers, websocket only", "1 worker"])
+def test_a_master_with_several_workers_and_polling_warns_once(tmp_path: Path, workers: int, transports: str | None,
+                                                              warned: bool) -> None:
+    ini = write_ini(tmp_path, **{"socketio.engineio_logger": "true", "socketio.transports": transports})
+    with gunicorn(ini, workers=workers) as server:
+        wait_until(lambda: server.output().count("Server initialized for gevent") >= workers, timeout=20)
+        time.sleep(0.3)  # the check follows the app's loading
+    log = server.output()
+    assert log.count(WARNING) == (1 if warned else 0), log
+    if warned:
+        assert f"{workers} {WARNING}" in log and "conf/nginx.conf" in log
