@@ -48,7 +48,7 @@ class JsClient:
 
     def __init__(self, node: str, base: str, *, cookie: str | None, origin: str | None = "same",
                  transport: str = "websocket", namespace: str = "/", ca: Path | None = None,
-                 timeout_ms: int = 20000) -> None:
+                 timeout_ms: int = 20000, reconnection: bool = False) -> None:
         options: dict[str, Any] = {
             "url": base,
             "cookie": cookie,
@@ -56,6 +56,7 @@ class JsClient:
             "transports": TRANSPORTS[transport],
             "namespace": namespace,
             "timeout_ms": timeout_ms,
+            "reconnection": reconnection,
         }
         if ca is not None:
             options["ca"] = str(ca)  # an https server whose certificate this CA signed

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from tests.helpers import SECRET, wait_until
+from tests.helpers import ROOT, SECRET, wait_until
 from tests.jsclient import JsClient, node_binary
 from tests.servers import Nginx, Server, gunicorn, nginx, write_ini
 
@@ -75,18 +75,18 @@ def node() -> str:
     return node_binary()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Cluster]:
-    directory = tmp_path_factory.mktemp("load-balancer")
+@contextlib.contextmanager
+def start_cluster(directory: Path, redis_url: str, *, masters_per_host: int) -> Iterator[Cluster]:
+    """``conf/production.ini`` on ``masters_per_host`` one-worker masters per host, nginx in front."""
     ini = directory / "conf" / "production.ini"
     ini.parent.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[2] / "conf" / "production.ini", ini)
+    shutil.copy(ROOT / "conf" / "production.ini", ini)
     with contextlib.ExitStack() as stack:
         env = stack.enter_context(pytest.MonkeyPatch.context())
         env.setenv("SESSION_SECRET", SECRET)
         env.setenv("REDIS_URL", redis_url)
         backends = [stack.enter_context(gunicorn(ini, workers=1, host=host))
-                    for host in HOSTS for _ in range(MASTERS_PER_HOST)]
+                    for host in HOSTS for _ in range(masters_per_host)]
         proxy = stack.enter_context(nginx(directory, [f"{b.host}:{b.port}" for b in backends]))
         found = Cluster(proxy=proxy, backends=backends)
         for n in range(200):  # routing cookies until every backend has one
@@ -101,6 +101,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
         yield found
         for backend in backends:
             assert "Traceback" not in backend.output(), backend.output()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Cluster]:
+    with start_cluster(tmp_path_factory.mktemp("load-balancer"), redis_url, masters_per_host=MASTERS_PER_HOST) as found:
+        yield found
 
 
 def host_a_and_b(cluster: Cluster) -> tuple[Server, Server]:
@@ -292,6 +298,28 @@ def test_origin_check_behind_the_proxy(cluster: Cluster, node: str) -> None:
                       ca=cluster.proxy.ca) as client:
             refused = client.next("connect", "connect_error", "timeout")
         assert (refused["type"], refused.get("message")) == ("connect_error", "bad_origin"), refused
+
+
+def test_a_stopped_backend_sends_its_clients_to_another_with_their_session(
+        tmp_path: Path, redis_url: str, node: str) -> None:
+    with start_cluster(tmp_path, redis_url, masters_per_host=1) as small:
+        a, b = small.backends
+        session = small.login("cat", backend=b)
+        route = small.route(b)
+        with JsClient(node, small.proxy.url, cookie=f"{ROUTE}={route}; {SESSION}={session}", transport="upgrade",
+                      ca=small.proxy.ca, reconnection=True) as client:
+            client.connected()
+            assert client.call("incr") == 1
+            client.next("upgrade")
+            stopped = time.monotonic()
+            assert b.stop() == 0  # a graceful stop: it drops its connections once its events are done
+            back = client.next("connect", timeout=15)
+            assert client.next("disconnect", timeout=1)["reason"] == "transport close"
+            print(f"\nhost B stopped -> the client is back through nginx after {back['at'] - stopped:.2f} s")
+            assert client.call("whoami") == "cat" and client.call("incr") == 2  # on host A, the same session
+        served = [row["upstream"] for row in small.proxy.routes() if row["route"] == route]
+        assert served[-1] == small.address(a)  # nginx sent the cookie's requests on to the live backend
+        assert small.get("/n", backend=b, session=session).text.strip() == "2"
 
 
 # -- what nginx cannot fix: one master's workers share its socket ---------

@@ -3,10 +3,12 @@
 //
 //   node tests/js/sio_driver.js '{"url": "http://127.0.0.1:PORT", "cookie": "k=v",
 //                                "origin": "http://127.0.0.1:PORT", "transports": ["websocket"],
-//                                "namespace": "/", "timeout_ms": 20000, "ca": "/path/ca.pem"}'
-// ("ca": for an https URL, the certificate authority to trust, as a browser trusts its own.)
+//                                "namespace": "/", "timeout_ms": 20000, "ca": "/path/ca.pem",
+//                                "reconnection": false}'
+// ("ca": for an https URL, the certificate authority to trust, as a browser trusts its own;
+// "reconnection": true lets the client reconnect by itself with its default delays.)
 //
-// It connects once (no reconnection) and prints one JSON object per line on stdout:
+// It connects once (unless "reconnection") and prints one JSON object per line on stdout:
 //   {"type": "open", "transport": NAME}                                   Engine.IO is open
 //   {"type": "connect", "id": SID, "transport": NAME}
 //   {"type": "connect_error", "message": ERR.MESSAGE, "data": ERR.DATA}   then it exits
@@ -53,7 +55,7 @@ const url = options.url.replace(/\/$/, "") + (options.namespace && options.names
 const socket = io(url, {
   transports: options.transports || ["polling", "websocket"],
   extraHeaders,
-  reconnection: false,
+  reconnection: Boolean(options.reconnection),
   timeout: Math.min(timeoutMs, 10000),
   forceNew: true,
   ...(options.ca ? { ca: fs.readFileSync(options.ca) } : {}),
