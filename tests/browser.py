@@ -68,9 +68,11 @@ class Browser:
 
     @classmethod
     @contextlib.contextmanager
-    def launch(cls) -> Iterator[Browser]:
+    def launch(cls, *, ignore_https_errors: bool = False) -> Iterator[Browser]:
+        """Chromium; ``ignore_https_errors``: its contexts accept a self-signed certificate (still an https origin)."""
         node, chromium = node_and_chromium()
-        options = {"chromium": chromium, "launch_timeout_ms": 60000, "host_rules": f"MAP {PLAIN_HOST} 127.0.0.1"}
+        options = {"chromium": chromium, "launch_timeout_ms": 60000, "host_rules": f"MAP {PLAIN_HOST} 127.0.0.1",
+                   "ignore_https_errors": ignore_https_errors}
         process = subprocess.Popen(
             [node, str(DRIVER), json.dumps(options)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,

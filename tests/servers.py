@@ -331,7 +331,7 @@ class Nginx:
     access_log: Path
 
     def routes(self) -> list[dict[str, str]]:
-        """The access log: one ``{"method", "uri", "sid", "route", "upstream", "status"}`` per request."""
+        """The access log: one ``{"method", "uri", "sid", "route", "upstream", "status"}`` per request (``-``: empty)."""
         lines = self.access_log.read_text(errors="replace").splitlines()
         return [dict(field.split("=", 1) for field in line.split("\t")) for line in lines if line]
 

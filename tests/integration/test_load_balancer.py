@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,7 +24,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from tests.helpers import ROOT, SECRET, wait_until
+from tests.browser import Browser
+from tests.helpers import LAB, ROOT, SECRET, wait_until
 from tests.jsclient import JsClient, node_binary
 from tests.servers import Nginx, Server, gunicorn, nginx, write_ini
 
@@ -76,11 +77,18 @@ def node() -> str:
 
 
 @contextlib.contextmanager
-def start_cluster(directory: Path, redis_url: str, *, masters_per_host: int) -> Iterator[Cluster]:
-    """``conf/production.ini`` on ``masters_per_host`` one-worker masters per host, nginx in front."""
+def start_cluster(directory: Path, redis_url: str, *, masters_per_host: int, use: str | None = None) -> Iterator[Cluster]:
+    """``conf/production.ini`` on ``masters_per_host`` one-worker masters per host, nginx in front.
+
+    ``use``: another app than the counter example, with every other line of the INI.
+    """
     ini = directory / "conf" / "production.ini"
     ini.parent.mkdir()
-    shutil.copy(ROOT / "conf" / "production.ini", ini)
+    text = (ROOT / "conf" / "production.ini").read_text()
+    if use is not None:
+        text, found = re.subn(r"^use = .*$", f"use = {use}", text, count=1, flags=re.MULTILINE)
+        assert found == 1
+    ini.write_text(text)
     with contextlib.ExitStack() as stack:
         env = stack.enter_context(pytest.MonkeyPatch.context())
         env.setenv("SESSION_SECRET", SECRET)
@@ -320,6 +328,55 @@ def test_a_stopped_backend_sends_its_clients_to_another_with_their_session(
         served = [row["upstream"] for row in small.proxy.routes() if row["route"] == route]
         assert served[-1] == small.address(a)  # nginx sent the cookie's requests on to the live backend
         assert small.get("/n", backend=b, session=session).text.strip() == "2"
+
+
+# -- a real browser: its own cookie jar keeps the routing cookie --------------
+CONNECT = """async () => {
+  const socket = io();  // the client's defaults: polling, then upgrade
+  wsgisession.keepCookie(socket);
+  window.socket = socket;
+  return await new Promise((resolve) => {
+    socket.on("connect", () => resolve({connected: true, transport: socket.io.engine.transport.name}));
+    socket.on("connect_error", (err) => resolve({connected: false, error: err.message}));
+  });
+}"""
+UPGRADED = """async () => socket.io.engine.transport.name === "websocket" ? "websocket"
+  : await new Promise((resolve) => socket.io.engine.once("upgrade", (t) => resolve(t.name)))"""
+EMIT = "async ([event, ...args]) => await socket.timeout(10000).emitWithAck(event, ...args)"
+FETCH = """async (url) => {
+  const response = await fetch(url, {credentials: "same-origin"});
+  return {status: response.status, body: await response.json()};
+}"""
+
+
+@pytest.mark.browser
+def test_a_browser_page_behind_nginx_keeps_one_backend_and_its_cookies(tmp_path: Path, redis_url: str) -> None:
+    with start_cluster(tmp_path, redis_url, masters_per_host=1, use=LAB) as lab, \
+            Browser.launch(ignore_https_errors=True) as browser:
+        context = browser.context()
+        tab = context.tab()
+        assert tab.goto(lab.proxy.url + "/page") == 200  # the page's answer sets the routing cookie
+        route = context.cookie(lab.proxy.url, ROUTE)
+        assert route is not None and route["secure"] and route["httpOnly"], route
+        assert tab.run(FETCH, "/set?who=ann")["status"] == 200
+        assert tab.run(CONNECT) == {"connected": True, "transport": "polling"}
+        assert tab.run(UPGRADED) == "websocket"
+        assert tab.run(EMIT, ["get"])["who"] == "ann"
+        before = context.cookie(lab.proxy.url, SESSION)
+        assert tab.run(EMIT, ["login", "bob"])["user"] == "bob"  # rotated over the socket
+        tab.run("async () => await wsgisession.cookieSettled()")  # the page's POST of the exchange token
+        after = context.cookie(lab.proxy.url, SESSION)
+        assert before is not None and after is not None and after["value"] != before["value"]
+        assert tab.run(FETCH, "/get")["body"]["user"] == "bob"  # HTTP knows the new id
+        assert tab.run(EMIT, ["get"])["user"] == "bob"
+        assert browser.errors() == {"page_errors": [], "console_errors": []}
+        # its fetches, polls, upgrade and cookie exchange all on one backend: the one that served the page,
+        # which came without the cookie and was routed by the value its answer set
+        (backend,) = lab.upstreams(route["value"])
+        paths = {row["uri"] for row in lab.proxy.routes() if row["route"] == route["value"]}
+        assert {"/set", "/get", "/socket.io/", "/wsgisession/cookie"} <= paths
+        (first,) = [row for row in lab.proxy.routes() if row["uri"] == "/page"]
+        assert (first["route"], first["upstream"]) == ("-", backend)  # nginx logs an empty value as -
 
 
 # -- what nginx cannot fix: one master's workers share its socket ---------

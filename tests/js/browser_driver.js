@@ -5,6 +5,8 @@
 //                                     "host_rules": "MAP wsgisession.test 127.0.0.1"}'
 // (host_rules, optional: Chromium's --host-resolver-rules, so that a plain-http host that is not
 // loopback by name, and so not a trustworthy origin, still reaches a server on 127.0.0.1)
+// (ignore_https_errors, optional: contexts accept a test's self-signed certificate; the page is still
+// an https origin, a secure context with Secure cookies)
 //
 // Reads one JSON command per line on stdin and answers one JSON line on stdout:
 //   {"id": N, "op": "context", "name": C}                   a new browser context (its own cookie jar)
@@ -44,7 +46,10 @@ function need(map, key, what) {
 
 const ops = {
   async context({ name }) {
-    const context = await browser.newContext({ viewport: { width: 1040, height: 600 } });
+    const context = await browser.newContext({
+      viewport: { width: 1040, height: 600 },
+      ignoreHTTPSErrors: Boolean(options.ignore_https_errors),
+    });
     context.setDefaultTimeout(options.step_timeout_ms || 15000);
     contexts.set(name, context);
     return name;
