@@ -24,6 +24,16 @@ def test_forwarded_scheme_and_host_count_as_same_origin() -> None:
     OriginPolicy().check(environ)
 
 
+def test_a_default_port_in_host_is_the_origin_without_it() -> None:
+    # a proxy that passes Host: name:443 (as some do); a browser's Origin never writes the default port
+    OriginPolicy().check({"wsgi.url_scheme": "http", "HTTP_HOST": "app.example:443", "HTTP_X_FORWARDED_PROTO": "https",
+                          "HTTP_ORIGIN": "https://app.example"})
+    OriginPolicy().check({"wsgi.url_scheme": "http", "HTTP_HOST": "app.example:80", "HTTP_ORIGIN": "http://app.example"})
+    with pytest.raises(BadOrigin):  # 443 is not http's default
+        OriginPolicy().check({"wsgi.url_scheme": "http", "HTTP_HOST": "app.example:443",
+                              "HTTP_ORIGIN": "http://app.example"})
+
+
 def test_allow_list() -> None:
     policy = OriginPolicy(allowed_origins=["https://a.example/"])
     policy.check({**HOST, "HTTP_ORIGIN": "https://a.example"})

@@ -46,16 +46,31 @@ security_log = logging.getLogger("wsgisession.security")
 VERDICT_KEY = "wsgisession.origin_refusal"
 
 
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _origin(scheme: str, host: str) -> str:
+    """``scheme://host`` as a browser writes ``Origin``: without the scheme's default port.
+
+    A proxy may pass ``Host: example.com:443``; the page's ``Origin`` is ``https://example.com``.
+    """
+    scheme = scheme.lower()
+    default = _DEFAULT_PORTS.get(scheme)
+    if default is not None and host.endswith(default):
+        host = host[: -len(default)]
+    return f"{scheme}://{host}"
+
+
 def own_origins(environ: WSGIEnvironment) -> set[str]:
     """The origins a same-origin page of this server would send."""
     origins = set()
     host = environ.get("HTTP_HOST")
     if host:
-        origins.add(f"{environ.get('wsgi.url_scheme', 'http')}://{host}")
+        origins.add(_origin(str(environ.get("wsgi.url_scheme", "http")), str(host)))
         if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
             scheme = str(environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme", "http"))
             fwd_host = str(environ.get("HTTP_X_FORWARDED_HOST") or host)
-            origins.add(f"{scheme.split(',')[0].strip()}://{fwd_host.split(',')[0].strip()}")
+            origins.add(_origin(scheme.split(",")[0].strip(), fwd_host.split(",")[0].strip()))
     return origins
 
 
