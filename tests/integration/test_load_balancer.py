@@ -8,7 +8,10 @@ in. Its access log says which backend served each request, so the tests pick a
 backend by the routing cookie nginx sets, and check that every request of a
 Socket.IO connection reached one backend. Clients: Python requests for HTTP,
 the official JavaScript client (node) with its default options (polling, then
-upgrade) for sockets.
+upgrade) for sockets, a bare Engine.IO polling client whose first request is the
+handshake, and headless Chromium, whose own cookie jar keeps the routing cookie.
+A smaller cluster (one master per host) loses a backend; single gunicorn masters
+show the warning of a master whose workers would share polling clients.
 """
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ class Cluster:
                             **kwargs)
 
     def login(self, user: str, *, backend: Server) -> str:
-        """Log in through nginx on ``backend``; the session cookie's value (Secure: requests would not resend it)."""
+        """Log in through nginx on ``backend``; the session cookie's value (the tests send cookies by header)."""
         response = self.get("/login", backend=backend, params={"user": user})
         response.raise_for_status()
         return str(response.cookies[SESSION])
