@@ -17,7 +17,7 @@ LAYERS = [
     "errors", "jsondata", "wirejson", "ids", "config", "origins", "websocket", "fanout", "redis_commands",
     "locks", "records", "cookies",
     "backends.base", "backends.memory", "backends.file", "backends.redis", "backends",
-    "store", "manager", "session",
+    "store", "users", "manager", "session",
     "namespace", "lifecycle", "cookie_exchange", "middleware", "realtime",
     "app", "flask", "pyramid", "server", "serve", "testing", "testclient", "__init__",
 ]

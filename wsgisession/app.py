@@ -21,6 +21,7 @@ From an INI file (PasteDeploy), as a filter that wraps any WSGI app::
 """
 from __future__ import annotations
 
+import hmac
 import importlib
 import logging
 import os
@@ -46,6 +47,7 @@ from .realtime import SessionSockets
 from .ids import Fingerprint
 from .session import SharedSession
 from .store import Store
+from .users import DEFAULT_USER_KEY, LABEL_KEY, SessionInfo
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
 H = TypeVar("H", bound=Callable[..., Any])
 
 log = logging.getLogger(__name__)
+security_log = logging.getLogger("wsgisession.security")
 _told_no_websocket = False  # the one log line per process of _cannot_upgrade
 
 
@@ -140,6 +143,48 @@ class WsgiSessionApp:
         """The sids of this process's sockets bound to a session."""
         return self.sockets.sockets_of(session_id, namespace=namespace)
 
+    # -- users and their devices ---------------------------------------------
+    def sessions_of_user(self, user_id: str | int, *, current: SharedSession | str | None = None,
+                         count_sockets: bool = True) -> list[SessionInfo]:
+        """A user's live sessions, oldest first: public handle, created, last active, label, sockets now.
+
+        ``current`` (the request's session, say) is marked ``current``. Sockets are
+        counted in every process (:meth:`Lifecycle.count_sockets`): with a message
+        queue that waits ``census_timeout``; ``count_sockets=False`` skips it (0).
+        """
+        found = self.manager.sessions_of_user(user_id)
+        ids = [session_id for session_id, _ in found]
+        counts = self.sockets.lifecycle.count_sockets(ids) if count_sockets else {}
+        current_id = current.id if isinstance(current, SharedSession) else current
+        fingerprint = self.manager.fingerprint
+        return [SessionInfo(handle=fingerprint(session_id), created=record.created, last_active=record.accessed,
+                            label=record.data.get(LABEL_KEY), sockets=counts.get(session_id, 0),
+                            current=session_id == current_id)
+                for session_id, record in found]
+
+    def end_user_sessions(self, user_id: str | int, *, keep: SharedSession | str | None = None,
+                          reason: str = "signed_out") -> int:
+        """End every session of a user but ``keep`` ("sign out everywhere else"); returns how many.
+
+        Each record is removed (its cookie loads nothing), and every socket of it, in
+        every worker and host, gets ``session_ended`` with ``reason`` and is
+        disconnected; a handler still running for one of them cannot save it back.
+        """
+        keep_id = keep.id if isinstance(keep, SharedSession) else keep
+        ended = self.manager.end_user_sessions(user_id, keep=keep_id, reason=reason)
+        security_log.info("ended %d session(s) of a user (%s)", ended, reason)
+        return ended
+
+    def end_user_session(self, user_id: str | int, handle: str, *, reason: str = "signed_out") -> bool:
+        """End the one session of a user whose public handle is ``handle`` ("sign out that device")."""
+        fingerprint = self.manager.fingerprint
+        for session_id, _ in self.manager.sessions_of_user(user_id):
+            if hmac.compare_digest(fingerprint(session_id), str(handle)):
+                self.manager.delete(session_id, reason=reason)
+                security_log.info("ended session %s of a user (%s)", handle, reason)
+                return True
+        return False
+
     def start_session(self, sid: str, *, namespace: str = "/") -> SharedSession:
         """Start a session for an anonymous socket, from its handler (its page gets the cookie)."""
         return self.sockets.start_session(sid, namespace=namespace)
@@ -210,6 +255,8 @@ def make_app(
     handlers: Sequence[str | Any] = (),
     max_message_size: int | None = 1_000_000,
     sweep_interval: float | None = 30.0,
+    user_key: str = DEFAULT_USER_KEY,
+    census_timeout: float = 0.25,
     fast_json: bool = True,
     socketio_options: dict[str, Any] | None = None,
     server: socketio.Server | None = None,
@@ -243,6 +290,7 @@ def make_app(
         touch_interval=touch_interval,
         autosave=autosave,
         clock=clock,
+        user_key=user_key,
     )
     options = dict(socketio_options or {})
     queue = options.pop("message_queue", None)
@@ -277,6 +325,7 @@ def make_app(
         ),
         allow_anonymous=allow_anonymous,
         sweep_interval=sweep_interval,
+        census_timeout=census_timeout,
         **options,
     )
     if server is not None:

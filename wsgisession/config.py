@@ -93,6 +93,8 @@ OURS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "handlers": ("handlers", as_list),
     "max_message_size": ("max_message_size", int),
     "sweep_interval": ("sweep_interval", float),
+    "user_key": ("user_key", str),
+    "census_timeout": ("census_timeout", float),
     "fast_json": ("fast_json", as_bool),
 }
 

@@ -12,6 +12,7 @@ silent.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any, Protocol
 
 import gevent
@@ -46,9 +47,12 @@ class Sockets(Protocol):
 class Lifecycle:
     """Ends, rebinds and sweeps the sockets of sessions."""
 
-    def __init__(self, sockets: Sockets, *, sweep_interval: float | None = 30.0) -> None:
+    def __init__(self, sockets: Sockets, *, sweep_interval: float | None = 30.0,
+                 census_timeout: float = 0.25) -> None:
         self.sockets = sockets
         self.sweep_interval = sweep_interval
+        self.census_timeout = census_timeout
+        self._censuses: dict[str, dict[str, int]] = {}  # census id -> room -> sockets counted so far
         self._sweeper: gevent.Greenlet[[], None] | None = None
         if isinstance(sockets.sio.manager, LifecycleManager):
             sockets.sio.manager.receiver = self.receive
@@ -77,6 +81,46 @@ class Lifecycle:
                     sockets.end_socket(namespace, sid, reason)
         elif event == "rotated":
             sockets.rebind(str(payload["old"]), str(payload["new"]))
+        elif event == "census":
+            rooms = [str(room) for room in payload.get("rooms", [])]
+            publish(sockets.sio, "census_reply", {"id": payload.get("id"), "counts": self.local_counts(rooms)},
+                    self.receive)
+        elif event == "census_reply":
+            counts = self._censuses.get(str(payload.get("id")))
+            if counts is not None:
+                for room, n in dict(payload.get("counts", {})).items():
+                    if room in counts:
+                        counts[room] += int(n)
+
+    # -- counting sockets ------------------------------------------------------
+    def local_counts(self, rooms: list[str]) -> dict[str, int]:
+        """This process's sockets in each room, every namespace."""
+        sio, namespaces = self.sockets.sio, self.sockets.namespaces()
+        return {room: sum(len(list(sio.manager.get_participants(namespace, room))) for namespace in namespaces)
+                for room in rooms}
+
+    def count_sockets(self, session_ids: list[str]) -> dict[str, int]:
+        """How many sockets each session has now, in every process.
+
+        Without a message queue this process is all there is; with one, every
+        process answers a census over it, and the answers that arrive within
+        ``census_timeout`` seconds are counted (a process that is stopping may
+        not answer in time).
+        """
+        rooms = {session_id: self.sockets.room(session_id) for session_id in session_ids}
+        if not session_ids:
+            return {}
+        if not isinstance(self.sockets.sio.manager, LifecycleManager):
+            counts = self.local_counts(list(rooms.values()))
+        else:
+            census = uuid.uuid4().hex
+            counts = self._censuses[census] = dict.fromkeys(rooms.values(), 0)
+            try:
+                publish(self.sockets.sio, "census", {"id": census, "rooms": list(rooms.values())}, self.receive)
+                gevent.sleep(self.census_timeout)
+            finally:
+                self._censuses.pop(census, None)
+        return {session_id: counts[room] for session_id, room in rooms.items()}
 
     # -- expiry sweep ----------------------------------------------------
     def start_sweeper(self) -> None:

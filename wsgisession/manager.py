@@ -20,6 +20,7 @@ from .ids import new_session_id
 from .jsondata import snapshot as _snapshot
 from .records import Record, Records, merge
 from .store import Store
+from .users import DEFAULT_USER_KEY, UserIndex, bound_user, user_of
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class SessionManager:
         touch_interval: int = 60,
         autosave: bool = True,
         clock: Callable[[], float] = time.time,
+        user_key: str = DEFAULT_USER_KEY,
     ) -> None:
         self.store = store
         self.fingerprint = fingerprint  # a keyed hash of ids: what logs and room names show
@@ -55,6 +57,12 @@ class SessionManager:
         self.clock = clock
         self.listeners: list[Listener] = []
         self.records = Records(fingerprint=fingerprint)
+        #: the per-user index of sessions (the data key ``user_key`` ties a session to a user)
+        self.users = UserIndex(store=store, user_key=user_key, ttl=self._index_ttl)
+
+    def _index_ttl(self) -> int | None:
+        # an index written now outlives every session it lists only when sessions have an absolute end
+        return self.absolute_timeout + 1 if self.absolute_timeout and self.store.expires else None
 
     # -- records ---------------------------------------------------------
     def ttl(self, record: Record) -> int | None:
@@ -118,9 +126,17 @@ class SessionManager:
         """
         text = self.records.encode(session_id, record, snapshot)
         ttl = self.ttl(record) if self.store.expires else None
+        users = self.users
+        user = user_of(record.data, users.user_key)  # the cost of the user index on a save: this lookup
         if txn is not None:
+            before = txn.text
+            if user is not None or users.may_be_bound(before):
+                users.moved(session_id, bound_user(self.records.parse(session_id, before), users.user_key), user)
             txn.write(text, ttl)
         else:
+            if user is not None:  # rare: a write after a rotation inside atomic(), without the new id's lock
+                before = self.store.read(session_id)
+                users.moved(session_id, bound_user(self.records.parse(session_id, before), users.user_key), user)
             self.store.write(session_id, text, ttl=ttl)
         return text
 
@@ -148,9 +164,13 @@ class SessionManager:
         txn = store.begin(old_id)
         try:
             record = self.live(old_id, txn.text) or Record(created, self.clock(), {})
+            key = self.users.user_key
+            old_user = bound_user(record, key)
             merge(record.data, sets, dels)
             snapshot = _snapshot(record.data)
-            text = self.write(new_id, record, snapshot=snapshot)
+            text = self.records.encode(new_id, record, snapshot)
+            self.users.renamed(old_id, new_id, old_user, user_of(record.data, key))
+            self.store.write(new_id, text, ttl=self.ttl(record) if self.store.expires else None)
             txn.remove()
             (carrier or txn).after_commit(lambda: self._rotated(old_id, new_id))
         finally:
@@ -174,10 +194,40 @@ class SessionManager:
         store = self.store
         txn = store.begin(session_id)
         try:
+            users = self.users
+            if users.may_be_bound(txn.text):
+                users.removed(session_id, bound_user(self.records.parse(session_id, txn.text), users.user_key))
             txn.remove()
             (carrier or txn).after_commit(lambda: self._ended(session_id, reason))
         finally:
             store.finish(txn)
+
+    # -- users ------------------------------------------------------------
+    def sessions_of_user(self, user_id: Any) -> list[tuple[str, Record]]:
+        """The live sessions bound to a user, oldest first; ids found dead on the way leave the index."""
+        user = str(user_id)
+        key = self.users.user_key
+        found: list[tuple[str, Record]] = []
+        dead: set[str] = set()
+        for session_id in self.users.ids(user):
+            record = self.read(session_id)
+            if bound_user(record, key) == user:
+                assert record is not None
+                found.append((session_id, record))
+            else:
+                dead.add(session_id)
+        self.users.prune(user, dead)
+        found.sort(key=lambda item: item[1].created)
+        return found
+
+    def end_user_sessions(self, user_id: Any, *, keep: str | None = None, reason: str = "signed_out") -> int:
+        """End every session of a user (but ``keep``); returns how many ended. Their sockets end everywhere."""
+        ended = 0
+        for session_id, _ in self.sessions_of_user(user_id):
+            if session_id != keep:
+                self.delete(session_id, reason=reason)
+                ended += 1
+        return ended
 
     def end(self, session_id: str, *, reason: str) -> None:
         """Remove a session (expired, or ended from outside a request) and tell every listener."""

@@ -94,6 +94,7 @@ class SessionSockets:
         exchange: CookieExchange | None = None,
         allow_anonymous: bool = False,
         sweep_interval: float | None = 30.0,
+        census_timeout: float = 0.25,
         session_class: type[SharedSession] = SharedSession,
         **socketio_options: Any,
     ) -> None:
@@ -109,7 +110,7 @@ class SessionSockets:
         self._bindings: dict[str, tuple[str, str]] = {}  # sid -> (namespace, session id)
         self._handlers: dict[str, dict[str, Handler]] = {}
         self._last_touch: dict[str, float] = {}
-        self.lifecycle = Lifecycle(self, sweep_interval=sweep_interval)
+        self.lifecycle = Lifecycle(self, sweep_interval=sweep_interval, census_timeout=census_timeout)
         self._running: dict[str, int] = {}  # sid -> handlers running now
         self._close_after: dict[str, str] = {}  # sid -> namespace, to disconnect after its ack
         self._started: dict[str, SharedSession] = {}  # sid -> the session start_session() made in its handler

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 import orjson
 
-from .errors import SessionEnded, SessionExpired, UnknownSession
+from .errors import SessionEnded, SessionExpired, SessionValueError, UnknownSession
 from .ids import new_session_id
 from .jsondata import same_json as _same_json, snapshot as _snapshot
 from .records import Record, merge as _merge
+from .users import LABEL_KEY, user_of
 
 if TYPE_CHECKING:
     from .backends.base import Transaction
@@ -296,6 +297,26 @@ class SharedSession(MutableMapping[str, Any]):
     def atomic(self) -> Atomic:
         """Hold the lock from a fresh load to the save (read-modify-write)."""
         return Atomic(self)
+
+    # -- users -----------------------------------------------------------
+    def bind_user(self, user_id: str | int, *, label: Any = None) -> None:
+        """Tie this session to a user (at login): it is listed by ``sessions_of_user`` and ended by
+        ``end_user_sessions``; ``label`` (JSON) is what the list shows for it, a device's name say.
+
+        Sets the data key ``user_key`` (configurable: Flask-Login's ``_user_id`` under Flask);
+        saved as any change is. Rotate the id at login too (:meth:`regenerate_id`).
+        """
+        if not isinstance(user_id, (str, int)) or isinstance(user_id, bool) or user_id == "":
+            raise SessionValueError(f"a user id is a non-empty string or an integer, not {user_id!r}",
+                                    key=self._manager.users.user_key)
+        self[self._manager.users.user_key] = user_id
+        if label is not None:
+            self[LABEL_KEY] = label
+
+    @property
+    def user_id(self) -> str | None:
+        """The user this session is bound to (as a string), or ``None``."""
+        return user_of(self._ensure(), self._manager.users.user_key)
 
     # -- ending ----------------------------------------------------------
     def delete(self) -> None:
