@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
-from tests.helpers import SECRET
+from tests.helpers import SECRET, Clock
 from wsgisession import ConfigurationError, SessionNamespace, SharedSession, WsgiSessionApp, make_app
 from wsgisession.app import filter_app_factory, resolve
 
@@ -90,3 +90,98 @@ def test_use_session_class_hands_views_and_handlers_the_subclass(tmp_path: Path)
     assert type(app.sockets.session_class.create(app.manager)) is Tagged
     with pytest.raises(ConfigurationError, match="not a SharedSession subclass"):
         app.use_session_class(dict)  # type: ignore[arg-type]
+
+
+# -- users and their devices ---------------------------------------------------
+def devices_app(clock: Clock | None = None) -> WsgiSessionApp:
+    from werkzeug.wrappers import Request, Response
+
+    @Request.application
+    def views(request: Request) -> Response:
+        session = request.environ["beaker.session"]
+        composed: WsgiSessionApp = request.environ["wsgisession.app"]
+        if request.path == "/login":
+            session.regenerate_id()
+            session.bind_user(request.args["user"], label=request.args.get("device"))
+            return Response("in")
+        if request.path == "/devices":
+            infos = composed.sessions_of_user(session.user_id or "", current=session)
+            return Response(json.dumps([[i.label, i.sockets, i.current, i.handle] for i in infos]))
+        if request.path == "/others":
+            return Response(str(composed.end_user_sessions(session.user_id or "", keep=session)))
+        if request.path == "/end":
+            return Response(str(composed.end_user_session(session.user_id or "", request.args["handle"])))
+        return Response(repr(dict(session)))
+
+    app = make_app(views, secret=SECRET, type="memory", sweep_interval=None, **({"clock": clock} if clock else {}))
+
+    @app.on("whoami")
+    def whoami(sid: str, session: SharedSession) -> object:
+        return session.user_id
+
+    @app.on("save_back")
+    def save_back(sid: str, session: SharedSession) -> object:
+        session["back"] = True  # a handler of an ended session trying to write
+        return "saved"
+
+    return app
+
+
+def test_a_users_devices_are_listed_with_their_sockets_and_ended_with_them() -> None:
+    from wsgisession.testclient import TestClient
+
+    app = devices_app()
+    try:
+        phone, laptop, tablet = TestClient(app), TestClient(app), TestClient(app)
+        for client, device in ((phone, "Phone"), (laptop, "Laptop"), (tablet, "Tablet")):
+            assert client.get(f"/login?user=ann&device={device}").text == "in"
+        TestClient(app).get("/login?user=bob&device=Other")
+        phone_sockets = [phone.socket(), phone.socket()]
+        laptop_socket = laptop.socket()
+        listing = json.loads(laptop.get("/devices").text)
+        assert [row[:3] for row in listing] == [["Phone", 2, False], ["Laptop", 1, True], ["Tablet", 0, False]]
+        handles = {row[0]: row[3] for row in listing}
+        assert all(len(h) == 16 for h in handles.values())
+        raw_ids = {session_id for _, session_id in app.sockets.bindings().values()}
+        assert not raw_ids & set(handles.values())  # the handle is never the id
+        assert laptop.get("/end?handle=" + handles["Tablet"]).text == "True"  # "sign out that device"
+        assert laptop.get("/end?handle=" + handles["Tablet"]).text == "False"  # gone already
+        assert tablet.refusal() == "unknown_session"
+        assert laptop.get("/others").text == "1"  # "sign out every other device": the phone
+        for socket in phone_sockets:
+            assert socket.get_received()[-1] == {"name": "session_ended", "args": [{"reason": "signed_out"}],
+                                                 "namespace": "/"}
+            assert not socket.is_connected()
+        assert laptop_socket.is_connected() and laptop_socket.call("whoami") == "ann"
+        assert [row[0] for row in json.loads(laptop.get("/devices").text)] == ["Laptop"]
+        assert phone.refusal() == "unknown_session"  # the phone's cookie loads nothing
+        assert "bob" in repr(app.manager.sessions_of_user("bob")[0][1].data)
+    finally:
+        app.sockets.stop()
+
+
+def test_a_handler_running_for_an_ended_device_cannot_save_it_back() -> None:
+    from wsgisession.testclient import TestClient
+
+    app = devices_app()
+
+    @app.on("sign_out_everywhere_then_write")
+    def race(sid: str, session: SharedSession) -> object:
+        session["before"] = 1
+        app.end_user_sessions("carol")  # another device's request, while this handler runs
+        session["back"] = True  # saved when the handler returns: it must not bring the session back
+        return "written"
+
+    try:
+        phone = TestClient(app)
+        phone.get("/login?user=carol&device=Phone")
+        socket = phone.socket()
+        session_id = app.sockets.bindings()[socket.sid or ""][1]
+        assert socket.call("sign_out_everywhere_then_write")["error"] == "session_ended"  # nothing saved
+        assert {"name": "session_ended", "args": [{"reason": "signed_out"}], "namespace": "/"} in socket.get_received()
+        assert app.manager.store.read(session_id) is None
+        assert not socket.is_connected()
+        assert app.manager.sessions_of_user("carol") == []
+        assert phone.refusal() == "unknown_session"
+    finally:
+        app.sockets.stop()

@@ -48,6 +48,7 @@ from .errors import ConfigurationError, LockTimeout, SessionEnded, StoreUnavaila
 from .middleware import plain_answer
 from .realtime import current_event
 from .session import SharedSession
+from .users import SessionInfo
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXTENSION = "wsgisession"
+#: the session key Flask-Login keeps the user id in: what ties a session to its user here
+FLASK_LOGIN_USER_KEY = "_user_id"
 #: ``app.config`` keys that take our keyword arguments: ``WSGISESSION_<NAME>``
 CONFIG_PREFIX = "WSGISESSION_"
 _NOT_FROM_CONFIG = {"app", "server", "handlers", "clock", "socketio_path"}
@@ -179,6 +182,7 @@ class WsgiSession:
         then register with ``app.extensions['wsgisession'].app.on(...)``).
         """
         settings = {**settings_from_config(app.config), **self.options, **options}
+        settings.setdefault("user_key", FLASK_LOGIN_USER_KEY)  # Flask-Login's login_user() binds the session
         server = None
         inner: WSGIApplication = app.wsgi_app
         if socketio is not None:
@@ -222,6 +226,26 @@ class WsgiSession:
     def sockets_of(self, session_id: str, *, namespace: str = "/") -> list[str]:
         """The sids of this process's sockets bound to a session."""
         return self._composed().sockets_of(session_id, namespace=namespace)
+
+    # -- users and their devices ---------------------------------------------------
+    def sessions_of_user(self, user_id: str | int, *, count_sockets: bool = True) -> list[SessionInfo]:
+        """A user's live sessions (``current_user.id`` for "your devices"), the request's marked ``current``."""
+        return self._composed().sessions_of_user(user_id, current=_current_session(), count_sockets=count_sockets)
+
+    def end_user_sessions(self, user_id: str | int, *, keep: Any = None, reason: str = "signed_out") -> int:
+        """End every session of a user but ``keep`` (``flask.session`` for "sign out other devices")."""
+        return self._composed().end_user_sessions(user_id, keep=keep, reason=reason)
+
+    def end_user_session(self, user_id: str | int, handle: str, *, reason: str = "signed_out") -> bool:
+        """End the session of a user with that public handle ("sign out that device")."""
+        return self._composed().end_user_session(user_id, handle, reason=reason)
+
+
+def _current_session() -> SharedSession | None:
+    if not flask.has_request_context():
+        return None
+    session = flask.session._get_current_object()  # type: ignore[attr-defined]
+    return session if isinstance(session, SharedSession) else None
 
 
 def settings_from_config(config: flask.Config) -> dict[str, Any]:

@@ -70,6 +70,8 @@ APP_KEY = "wsgisession.app"
 OPTIONS_KEY = "wsgisession.options"
 HANDLERS_KEY = "wsgisession.socket_handlers"
 _PREFIXES = ("session.", "beaker.session.")
+#: where Pyramid's SessionAuthenticationHelper keeps the user id: what ties a session to its user here
+PYRAMID_USER_KEY = "auth.userid"
 _CSRF_KEY = "_csrft_"
 _FLASH_PREFIX = "_f_"
 
@@ -221,7 +223,8 @@ def make_wsgi_app(config: Configurator, **options: Any) -> WsgiSessionApp:
         raise ConfigurationError('make_wsgi_app(config) needs config.include("wsgisession.pyramid") first',
                                  key="include")
     router = config.make_wsgi_app()  # commits: the socket handlers are registered now
-    composed = make_app(router, **{**registry[OPTIONS_KEY], **options})
+    settings = {"user_key": PYRAMID_USER_KEY, **registry[OPTIONS_KEY], **options}
+    composed = make_app(router, **settings)
     composed.use_session_class(PyramidSession)
     registry[APP_KEY] = composed
     for event, namespace, handler in registry[HANDLERS_KEY]:
