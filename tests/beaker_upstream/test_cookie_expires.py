@@ -1,0 +1,32 @@
+"""Ported from bbangert/beaker ``tests/test_cookie_expires.py``: assertions as upstream wrote them (see ``port.py``)."""
+from tests.beaker_upstream.port import SessionMiddleware  # the port's one change
+import datetime
+
+def test_cookie_expires():
+    """Explore valid arguments for cookie_expires."""
+    def app(*args, **kw):
+        pass
+
+    key = 'beaker.session.cookie_expires'
+    now = datetime.datetime.now()
+
+    values = ['300', 300,
+        True,  'True',  'true',  't',
+        False, 'False', 'false', 'f',
+        datetime.timedelta(minutes=5), now]
+
+    expected = [datetime.timedelta(seconds=300),
+            datetime.timedelta(seconds=300),
+            True, True, True, True,
+            False, False, False, False,
+            datetime.timedelta(minutes=5), now]
+
+    actual = []  # noqa: F841
+
+    for pos, v in enumerate(values):
+        try:
+            s = SessionMiddleware(app, config={key:v})
+            val = s.options['cookie_expires']
+        except:
+            val = None
+        assert val == expected[pos]
