@@ -94,9 +94,9 @@ def test_every_change_of_scalar_only_data_is_saved(
     # scalars only and unchanged since the load: the end-of-event check is skipped until a key changes
     session = saved_session(manager, user="ann", n=1)
     other = SharedSession.open(manager, session.id)
-    assert not other.dirty and not other.save()
+    assert not other.dirty() and not other.save()
     change(other)
-    assert other.dirty
+    assert other.dirty()
     assert other.save()
     assert stored(manager, session.id) == expected
 
@@ -129,7 +129,7 @@ def test_a_change_of_type_counts_as_a_change(manager: SessionManager) -> None:
     session["flag"] = True
     session["cfg"]["flag"] = True
     session["cfg"]["list"][0] = 1.0
-    assert session.dirty
+    assert session.dirty()
     session.save()
     assert stored(manager, session.id) == {"flag": True, "cfg": {"flag": True, "list": [1.0]}}
 
@@ -169,7 +169,7 @@ def test_value_json_cannot_hold_fails_at_save_and_keeps_old_data(manager: Sessio
 def test_a_session_orjson_cannot_snapshot_still_tracks_changes(manager: SessionManager) -> None:
     session = saved_session(manager, big=2**80, n=0)
     other = SharedSession.open(manager, session.id)
-    assert not other.dirty
+    assert not other.dirty()
     other["n"] = 1
     assert other.changes() == ({"n": 1}, [])
     other.save()

@@ -6,6 +6,8 @@ cache. ``test_managers.py`` runs these on our stores, as upstream's
 """
 import unittest
 
+import pytest
+
 from tests.beaker_upstream.port import SessionMiddleware  # the port's one change
 from webtest import TestApp as WebTestApp
 
@@ -56,6 +58,7 @@ class CacheManagerBaseTests(unittest.TestCase):
             Cookie='beaker.session.id=df7324911e246b70b5781c3c58328442; Path=/'))
         assert 'current value is: 2' in res
 
+    @pytest.mark.xfail(strict=True, reason="Beaker's private SessionMiddleware._get_session() and its backend namespace (a timeout padded by 120 s) are Beaker's internals; ours are environ['beaker.get_session'] and records that expire at the idle timeout")
     def test_session_timeout(self):
         app = WebTestApp(SessionMiddleware(self.simple_session_app, timeout=1, **self.CACHE_ARGS))
 

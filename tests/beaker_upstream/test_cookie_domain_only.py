@@ -26,6 +26,7 @@ def simple_app(environ, start_response):
     return [msg.encode('utf-8')]
 
 
+@pytest.mark.xfail(strict=True, reason="no cookie-only sessions (by design): the data stays on the server, the cookie holds only the signed id: Beaker's cookie session sends its cookie, with the domain kept in its data, on every save; ours is sent when the id or an attribute of the cookie changes")
 def test_increment():
     options = {'session.validate_key':'hoobermas',
                'session.type':'cookie'}

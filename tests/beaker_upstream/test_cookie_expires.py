@@ -1,7 +1,10 @@
 """Ported from bbangert/beaker ``tests/test_cookie_expires.py``: assertions as upstream wrote them (see ``port.py``)."""
+import pytest
+
 from tests.beaker_upstream.port import SessionMiddleware  # the port's one change
 import datetime
 
+@pytest.mark.xfail(strict=True, reason="Beaker's SessionMiddleware.options dict of coerced values is Beaker's; our settings are make_app's typed arguments (the same spellings are read: tests/test_config.py::test_cookie_expires_reads_beakers_spellings)")
 def test_cookie_expires():
     """Explore valid arguments for cookie_expires."""
     def app(*args, **kw):

@@ -8,6 +8,8 @@ import beaker.session
 import beaker.util
 from beaker.session import SignedCookie
 from beaker._compat import b64decode
+import pytest
+
 from tests.beaker_upstream.port import SessionMiddleware  # the port's one change
 from unittest import SkipTest
 try:
@@ -73,6 +75,7 @@ def test_invalid_cookie_cookietype():
     res = app.get('/')
     assert 'current value is: 3' in res, res
 
+@pytest.mark.xfail(strict=True, reason='no cookie-only sessions (by design): the data stays on the server, the cookie holds only the signed id, so it cannot be decoded from the cookie')
 def test_json_serializer():
     options = {'session.validate_key':'hoobermas', 'session.type':'cookie', 'data_serializer': 'json'}
     app = WebTestApp(SessionMiddleware(simple_app, **options))
@@ -90,6 +93,7 @@ def test_json_serializer():
     res = app.get('/')
     assert 'current value is: 3' in res
 
+@pytest.mark.xfail(strict=True, reason='no cookie-only sessions (by design): the data stays on the server, the cookie holds only the signed id; and no pickle anywhere (CVE-2013-7489): data is JSON')
 def test_pickle_serializer():
     options = {'session.validate_key':'hoobermas', 'session.type':'cookie', 'data_serializer': 'pickle'}
     app = WebTestApp(SessionMiddleware(simple_app, **options))
@@ -107,6 +111,7 @@ def test_pickle_serializer():
     res = app.get('/')
     assert 'current value is: 3' in res
 
+@pytest.mark.xfail(strict=True, reason='no cookie-only sessions (by design): the data stays on the server, the cookie holds only the signed id; and data is always JSON (data_serializer is not an option)')
 def test_custom_serializer():
     was_used = [False, False]
     class CustomSerializer(object):
@@ -218,6 +223,7 @@ def test_nosave_with_encryption():
     res = app.get('/')
     assert 'current value is: 2' in res
 
+@pytest.mark.xfail(strict=True, reason="no cookie-only sessions (by design): the data stays on the server, the cookie holds only the signed id: there is no '_id' key in the data (the id is session.id)")
 def test_cookie_id():
     options = {'session.encrypt_key':'666a19cf7f61c64c', 'session.validate_key':'hoobermas',
                'session.type':'cookie'}
@@ -332,6 +338,7 @@ def test_cookie_path_properly_set_after_init():
     assert ('path=%s' % COOKIE_PATH) in cookie.lower()
 
 
+@pytest.mark.xfail(strict=True, reason="no cookie-only sessions (by design): the data stays on the server, the cookie holds only the signed id: Beaker's cookie session sends its cookie on every save; ours is sent when the id or an attribute of the cookie changes")
 def test_cookie_path_properly_set_after_load():
     COOKIE_PATH = '/app'
 

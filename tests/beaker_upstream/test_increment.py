@@ -2,6 +2,8 @@
 import re
 import unittest
 
+import pytest
+
 from tests.beaker_upstream.port import SessionMiddleware  # the port's one change
 try:
     from webtest import TestApp as WebTestApp
@@ -126,6 +128,7 @@ def test_nosave():
     res = app.get('/')
     assert 'current value is: 2' in res
 
+@pytest.mark.xfail(strict=True, reason="rule 4 (merged saves): a request that leaves a new session as it found it (here: revert()) writes nothing, so it gets no record and no cookie until it holds data; Beaker's auto stores every new session it touched")
 def test_revert():
     options = {'session.data_dir':'./cache', 'session.secret':'blah'}
     app = WebTestApp(SessionMiddleware(simple_auto_app, auto=True, **options))
