@@ -106,7 +106,8 @@ def register(app: WsgiSessionApp) -> None:
     @app.on("set_and_save")
     def set_and_save(sid: str, session: SharedSession, values: dict[str, Any]) -> bool:
         session.update(values)
-        return session.save()
+        session.save()  # Beaker's: saved when the handler returns
+        return session.dirty()
 
     @app.on("incr")
     def incr(sid: str, session: SharedSession) -> int:

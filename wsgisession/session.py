@@ -38,8 +38,8 @@ import orjson
 from .cookies import CookieAttributes, Expires, SameSite
 from .errors import SessionEnded, SessionExpired, UnknownSession
 from .ids import new_session_id
-from .jsondata import same_json as _same_json, snapshot as _snapshot
-from .records import Record, merge as _merge
+from .jsondata import ENCODER, same_json as _same_json, snapshot as _snapshot
+from .records import Record, merge as _merge, unjsonable
 
 if TYPE_CHECKING:
     from .backends.base import Transaction
@@ -382,6 +382,11 @@ class SharedSession(MutableMapping[str, Any]):
             raise SessionEnded(f"the session was ended ({self.ended}); nothing was saved", reason=self.ended)
         if self.defer_save and self._txn is None and not accessed_only:
             self.accessed_now = True
+            if not self._pending_load and _snapshot(self._data) is None:  # fails now, as a save would
+                try:
+                    ENCODER.encode(self._data)
+                except (TypeError, ValueError) as exc:
+                    raise unjsonable(self._data, exc) from exc
             self.save_requested = True
             return False
         return self._write(accessed_only, True)
@@ -439,6 +444,8 @@ class SharedSession(MutableMapping[str, Any]):
             sets, dels = self._diff()
         if not (sets or dels or self.touch_due or (store_new and self.is_new and not accessed_only)):
             return False
+        # an access time written under unsaved changes (persist() without save()) keeps them here, unsaved
+        kept = self._diff() if accessed_only and not self._pending_load and self._modified() else None
         store = manager.store
         txn = store.begin(self._id)  # without a context manager object: every merged save takes it
         try:
@@ -457,6 +464,9 @@ class SharedSession(MutableMapping[str, Any]):
             store.finish(txn)
         self._saved(record, text, snapshot)
         self.is_new = False
+        if kept is not None:
+            self._clean = False
+            _merge(self._data, *kept)
         return True
 
     def _gone(self, txn: Transaction, message: str) -> NoReturn:
