@@ -524,3 +524,19 @@ def test_beaker_bad_cookie_attributes_are_refused(manager: SessionManager, name:
         setattr(session, name, value)
     assert info.value.key in (name, "samesite")
     assert not session.cookie_changed
+
+
+def test_beaker_a_lock_left_held_is_freed_at_the_end(manager: SessionManager, caplog: pytest.LogCaptureFixture) -> None:
+    original = saved_session(manager, n=0)
+    session = in_request(manager, original.id)
+    session.lock()
+    session["n"] = 1
+    session.finish(autosave=True)  # the view forgot unlock()
+    assert "lock() without unlock()" in caplog.text and original.id not in caplog.text
+    assert stored(manager, original.id) == {"n": 1}
+
+    def take() -> bool:
+        with manager.store.transaction(original.id, timeout=0.1):  # another greenlet: free again
+            return True
+
+    assert gevent.spawn(take).get(timeout=5)

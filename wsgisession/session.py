@@ -406,8 +406,13 @@ class SharedSession(MutableMapping[str, Any]):
         """The end of a request or event: write what :meth:`save` asked for, or (``autosave``) what changed.
 
         Else only a due touch of the access time. An ended session writes nothing.
-        Returns whether anything was written.
+        A :meth:`lock` left held is unlocked first (logged): the lock must not
+        outlive the request or event. Returns whether anything was written.
         """
+        while self._locks:
+            log.warning("session %s: lock() without unlock() in this request or event; unlocked at its end",
+                        self._manager.fingerprint(self._id))
+            self.unlock()
         if self.ended:
             return False
         requested, self.save_requested = self.save_requested, False
