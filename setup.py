@@ -42,6 +42,7 @@ setup(
             "python-socketio[client]>=5.16.2",
             "websocket-client>=1.7",
             "requests>=2.31",
+            "WebTest>=3.0",  # Beaker's own middleware tests, ported (tests/beaker_upstream)
             "mypy>=1.10",
             "ruff>=0.4",
             "types-redis",

@@ -33,6 +33,27 @@ def client_js() -> Response:
         return Response(fh.read(), mimetype="text/javascript")
 
 
+def beaker_report(session: SharedSession, other_id: str) -> dict[str, Any]:
+    """Beaker's session API, used as a Beaker app uses it: the same answers in a view and a handler."""
+    before_data = {"created": session.created > 0, "last_accessed": session.last_accessed is not None}
+    found = session.get_by_id(other_id)
+    session.lock()
+    try:
+        session["n"] = session.get("n", 0) + 1
+    finally:
+        session.unlock()
+    session["late"] = "after"
+    session.save()  # Beaker's: saved at the end of the request or event
+    return {
+        **before_data,
+        "truthy": bool(session), "has_key": session.has_key("n"), "copy": sorted(session.copy()),
+        "creation_key": session["_creation_time"] == session.created, "accessed": session.accessed(),
+        "by_id": None if found is None else found.copy(), "no_such_id": session.get_by_id("A" * 43),
+        "dirty": session.dirty(), "path": session.path, "httponly": session.httponly,
+        "cookie_expires": session.cookie_expires,
+    }
+
+
 @Request.application  # type: ignore[arg-type]
 def lab(request: Request) -> Response:
     path = request.path
@@ -63,6 +84,8 @@ def lab(request: Request) -> Response:
         request.environ["wsgisession.app"].emit_to_session(session.id, "note", request.args["msg"])
     elif path == "/kick":
         request.environ["wsgisession.app"].disconnect_session(session.id, reason="kicked")
+    elif path == "/beaker":
+        return Response(json.dumps(beaker_report(session, request.args["other"])), mimetype="application/json")
     elif path == "/sockets":
         return Response(json.dumps(request.environ["wsgisession.app"].sockets_of(session.id)))
     elif path != "/get":
@@ -106,7 +129,8 @@ def register(app: WsgiSessionApp) -> None:
     @app.on("set_and_save")
     def set_and_save(sid: str, session: SharedSession, values: dict[str, Any]) -> bool:
         session.update(values)
-        return session.save()
+        session.save()  # Beaker's: saved when the handler returns
+        return session.dirty()
 
     @app.on("incr")
     def incr(sid: str, session: SharedSession) -> int:
@@ -128,6 +152,10 @@ def register(app: WsgiSessionApp) -> None:
             session = app.start_session(sid)
         session.update(values)
         return dict(session)
+
+    @app.on("beaker")
+    def beaker(sid: str, session: SharedSession, other_id: str) -> dict[str, Any]:
+        return beaker_report(session, other_id)
 
     @app.on("whoami_pid")
     def whoami_pid(sid: str, session: SharedSession | None) -> int:

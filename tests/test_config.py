@@ -35,7 +35,7 @@ def test_beaker_ours_and_socketio_keys_are_typed() -> None:
         "httponly": True,
         "samesite": "Strict",
         "timeout": 3600,
-        "cookie_max_age": None,
+        "cookie_expires": True,
         "absolute_timeout": 86400,
         "lock_timeout": 2.5,
         "allow_anonymous": False,
@@ -56,6 +56,7 @@ def test_beaker_ours_and_socketio_keys_are_typed() -> None:
         ("beaker.session.timeout", "soon"),
         ("beaker.session.secure", "maybe"),
         ("beaker.session.samesite", "sometimes"),
+        ("beaker.session.cookie_expires", "tomorrow"),
         ("wsgisession.lock_timeout", "fast"),
         ("socketio.ping_interval", "often"),
     ],
@@ -65,6 +66,21 @@ def test_bad_values_name_the_key_and_value(key: str, value: str) -> None:
         from_settings({key: value})
     assert info.value.key == key and info.value.value == value
     assert key in str(info.value) and repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("True", True), ("t", True), ("yes", True), ("1", True), ("", True), ("none", True),
+     ("false", False), ("False", False), ("f", False), ("off", False), ("0", False), ("300", 300)],
+)
+def test_cookie_expires_reads_beakers_spellings(value: str, expected: bool | int) -> None:
+    # Beaker: true a browser-session cookie, false never expires (2038), else seconds
+    assert from_settings({"beaker.session.cookie_expires": value}) == {"cookie_expires": expected}
+
+
+@pytest.mark.parametrize(("value", "expected"), [("t", True), ("y", True), ("f", False), ("n", False)])
+def test_booleans_read_beakers_spellings(value: str, expected: bool) -> None:
+    assert from_settings({"beaker.session.auto": value}) == {"autosave": expected}
 
 
 @pytest.mark.parametrize("key", ["wsgisession.colour", "socketio.pingInterval", "beaker.session.data_serializer"])

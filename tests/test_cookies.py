@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
 import pytest
 
 from tests.helpers import SECRET
-from wsgisession.cookies import SessionCookie
+from wsgisession.cookies import SessionCookie, cookie_date
 from wsgisession.ids import new_session_id
 from wsgisession.errors import BadSignature, ConfigurationError, NoCookie
 
@@ -97,3 +100,41 @@ def test_delete_cookie_keeps_domain_and_path() -> None:
 def test_samesite_none_needs_secure() -> None:
     with pytest.raises(ConfigurationError, match="secure"):
         SessionCookie(secret=SECRET, samesite="None")
+
+
+def test_set_cookie_is_spelled_as_beakers() -> None:
+    # Beaker's tests look for "Domain=.hoop.com" and "expires=": the leading dot kept, the date hyphenated
+    cookie = SessionCookie(secret=SECRET, domain=".hoop.com", expires=datetime(2019, 5, 22, tzinfo=timezone.utc))
+    value = cookie.set_header(new_session_id())[1]
+    assert "; Domain=.hoop.com;" in value and "; expires=Wed, 22-May-2019 00:00:00 GMT;" in value
+
+
+@pytest.mark.parametrize(
+    ("expires", "expected"),
+    [(True, None), (False, "Tue, 19-Jan-2038 03:14:07 GMT")],
+)
+def test_cookie_expires_true_is_a_browser_session_false_is_never(expires: bool, expected: str | None) -> None:
+    value = SessionCookie(secret=SECRET, expires=expires).set_header(new_session_id())[1]
+    assert ("expires=" not in value) if expected is None else (f"expires={expected}" in value)
+
+
+def test_cookie_expires_in_seconds_or_a_timedelta_counts_from_now() -> None:
+    for expires in (300, timedelta(seconds=300)):
+        attributes = SessionCookie(secret=SECRET, expires=expires).attributes
+        expiry = attributes.expiry(datetime(2030, 1, 1, tzinfo=timezone.utc))
+        assert expiry == datetime(2030, 1, 1, 0, 5, tzinfo=timezone.utc)
+
+
+def test_cookie_date_ignores_the_locale() -> None:
+    assert cookie_date(datetime(2019, 5, 22, 13, 4, 5, tzinfo=timezone.utc)) == "Wed, 22-May-2019 13:04:05 GMT"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("path", "app"), ("domain", "a;b"), ("secure", "yes"), ("httponly", 1), ("samesite", "lax"),
+     ("expires", "tomorrow"), ("expires", -1), ("max_age", -1)],
+)
+def test_bad_cookie_attributes_name_the_option(option: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SessionCookie(secret=SECRET, **{option: value})
+    assert info.value.value == value and info.value.key in (option, "cookie_expires")

@@ -1,6 +1,7 @@
 """The WSGI side: cookies, lazy loading, autosave, 503 when the store is down."""
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 from typing import Any, Callable
@@ -175,3 +176,89 @@ def test_a_session_that_ended_under_the_request_answers_409_not_a_traceback(
     assert "beaker.session.id=;" in response.headers["Set-Cookie"]  # the cookie is removed
     assert not [r for r in caplog.records if r.exc_info]  # no traceback logged as the app's bug
     assert client.get("/get").json == {}  # the next request starts afresh
+
+
+# -- Beaker's middleware behaviour (#19; Beaker's own tests: tests/beaker_upstream) ----
+@Request.application  # type: ignore[arg-type]
+def beaker_app(request: Request) -> Response:
+    """Views as a Beaker app writes them: explicit save(), no autosave."""
+    session = request.environ["beaker.session"]
+    if request.path == "/save-then-change":
+        session["a"] = "1"
+        session.save()
+        session["b"] = "2"  # after save(): kept, as Beaker saves at the end of the response
+    elif request.path == "/save-then-raise":
+        session["a"] = "changed"
+        session.save()
+        raise RuntimeError("the view fails after save()")
+    elif request.path == "/change-only":
+        session["a"] = "unsaved"
+    elif request.path == "/delete":
+        session.delete()
+    elif request.path == "/domain":
+        session.domain = request.args["domain"]
+        session["seen"] = "1"
+        session.save()
+    elif request.path == "/other":
+        other = request.environ["beaker.get_session"]()
+        other["made"] = "elsewhere"
+        other.save()
+        return Response(other.id)
+    return Response(json.dumps(dict(session)), mimetype="application/json")
+
+
+def beaker_client(manager: SessionManager, cookie: SessionCookie = COOKIE) -> Client:
+    manager.autosave = False  # Beaker's default (auto = false)
+    return Client(SessionMiddleware(beaker_app, manager=manager, cookie=cookie))
+
+
+def test_beaker_save_is_made_when_the_response_starts(manager: SessionManager) -> None:
+    client = beaker_client(manager)
+    client.get("/save-then-change")
+    assert client.get("/get").json == {"a": "1", "b": "2"}
+    client.get("/change-only")  # no save(), no autosave: nothing stored
+    assert client.get("/get").json == {"a": "1", "b": "2"}
+
+
+def test_beaker_a_view_that_raises_after_save_stores_nothing(manager: SessionManager) -> None:
+    client = beaker_client(manager)
+    client.get("/save-then-change")
+    with pytest.raises(RuntimeError, match="after save"):
+        client.get("/save-then-raise")
+    assert client.get("/get").json == {"a": "1", "b": "2"}
+
+
+def test_beaker_delete_without_a_client_cookie_sends_the_expiring_cookie(manager: SessionManager) -> None:
+    header = beaker_client(manager).get("/delete").headers["Set-Cookie"]
+    assert header.startswith("beaker.session.id=;") and "expires=Thu, 01-Jan-1970 00:00:00 GMT" in header
+
+
+def test_beaker_setting_the_domain_moves_the_cookie(manager: SessionManager) -> None:
+    client = beaker_client(manager)
+    first = client.get("/domain?domain=.hoop.com", base_url="http://www.hoop.com")
+    assert "Domain=.hoop.com;" in first.headers["Set-Cookie"]  # Beaker's leading dot kept
+    cookie = client.get_cookie("beaker.session.id", domain=".hoop.com")
+    assert cookie is not None
+    browser = Client(client.application, use_cookies=False)  # (Werkzeug's jar does not match a leading dot)
+    response = browser.get("/domain?domain=.other.com", base_url="http://www.hoop.com",
+                           headers={"Cookie": f"beaker.session.id={cookie.value}"})
+    assert "Domain=.other.com" in response.headers["Set-Cookie"]  # the same session's cookie, sent again
+    assert COOKIE.unsign(response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]) == COOKIE.unsign(cookie.value)
+
+
+@pytest.mark.parametrize(
+    ("expires", "expected"),
+    [(False, "expires=Tue, 19-Jan-2038 03:14:07 GMT"), (datetime.datetime(2030, 5, 22, tzinfo=datetime.timezone.utc),
+                                                       "expires=Wed, 22-May-2030 00:00:00 GMT")],
+)
+def test_beaker_cookie_expires(manager: SessionManager, expires: Any, expected: str) -> None:
+    cookie = SessionCookie(secret=SECRET, expires=expires)
+    header = beaker_client(manager, cookie).get("/save-then-change").headers["Set-Cookie"]
+    assert expected in header and "Max-Age" not in header
+
+
+def test_beaker_get_session_makes_a_session_outside_the_request(manager: SessionManager) -> None:
+    client = beaker_client(manager)
+    response = client.get("/other")
+    assert "Set-Cookie" not in response.headers  # not the request's session
+    assert manager.read(response.get_data(as_text=True)).data == {"made": "elsewhere"}  # type: ignore[union-attr]

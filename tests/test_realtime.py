@@ -148,3 +148,65 @@ def test_rule7_a_login_then_logout_inside_atomic_ends_the_socket(manager: Sessio
         session.delete()  # ...and then ends with it
     assert sid not in sockets.bindings() and sockets.bindings() == {}
     assert sockets.sockets_of(session.id) == []
+
+
+# -- a handler's session has the view's API (Beaker's; #19) ------------------------
+def test_beaker_a_handlers_save_is_made_when_it_returns(make_manager: Callable[..., SessionManager]) -> None:
+    manager = make_manager("memory", autosave=False)
+    sockets, _ = bound(manager)
+    session = saved_session(manager, a=1)
+    sid = joined(sockets, session.id, "eio-1")
+
+    def save_then_change(sid: str, session: SharedSession) -> bool:
+        session["a"] = 2
+        session.save()
+        session["b"] = 3  # after save(): kept, as in a view
+        return manager.read(session.id).data == {"a": 1}  # type: ignore[union-attr]  # not written yet
+
+    def change_only(sid: str, session: SharedSession) -> None:
+        session["a"] = "unsaved"
+
+    assert sockets.dispatch(sid, save_then_change, ()) is True
+    assert dict(SharedSession.open(manager, session.id)) == {"a": 2, "b": 3}
+    assert sockets.dispatch(sid, change_only, ()) is None
+    assert dict(SharedSession.open(manager, session.id)) == {"a": 2, "b": 3}  # autosave off: no save()
+
+
+def test_beaker_a_handler_that_raises_after_save_stores_nothing(manager: SessionManager) -> None:
+    sockets, _ = bound(manager)
+    session = saved_session(manager, a=1)
+    sid = joined(sockets, session.id, "eio-1")
+
+    def save_then_raise(sid: str, session: SharedSession) -> None:
+        session["a"] = "changed"
+        session.save()
+        raise RuntimeError("the handler fails after save()")
+
+    assert sockets.dispatch(sid, save_then_raise, ()) is None  # acked empty: the app's bug, logged
+    assert dict(SharedSession.open(manager, session.id)) == {"a": 1}
+
+
+def test_beaker_a_handlers_session_has_the_views_api(manager: SessionManager) -> None:
+    sockets, _ = bound(manager)
+    session = saved_session(manager)
+    other = saved_session(manager, theirs=True)
+    sid = joined(sockets, session.id, "eio-1")
+
+    def beaker(sid: str, session: SharedSession) -> dict[str, Any]:
+        found = session.get_by_id(other.id)
+        session.lock()
+        try:
+            session["n"] = session.get("n", 0) + 1
+        finally:
+            session.unlock()
+        return {
+            "truthy": bool(session.copy() == {"n": 1} and session), "has_key": session.has_key("n"),
+            "created": session.created == session["_creation_time"] > 0, "accessed": session.accessed(),
+            "by_id": found is not None and found.copy(), "dirty": session.dirty(), "cookie": session.path,
+        }
+
+    assert sockets.dispatch(sid, beaker, ()) == {
+        "truthy": True, "has_key": True, "created": True, "accessed": True, "by_id": {"theirs": True},
+        "dirty": False, "cookie": "/",  # unlock() saved the change
+    }
+    assert dict(SharedSession.open(manager, session.id)) == {"n": 1}

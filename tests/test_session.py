@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import Clock, Color, saved_session, stored
 from wsgisession.errors import (
+    ConfigurationError,
     LockTimeout,
     SessionEnded,
     SessionExpired,
@@ -94,9 +95,9 @@ def test_every_change_of_scalar_only_data_is_saved(
     # scalars only and unchanged since the load: the end-of-event check is skipped until a key changes
     session = saved_session(manager, user="ann", n=1)
     other = SharedSession.open(manager, session.id)
-    assert not other.dirty and not other.save()
+    assert not other.dirty() and not other.save()
     change(other)
-    assert other.dirty
+    assert other.dirty()
     assert other.save()
     assert stored(manager, session.id) == expected
 
@@ -129,7 +130,7 @@ def test_a_change_of_type_counts_as_a_change(manager: SessionManager) -> None:
     session["flag"] = True
     session["cfg"]["flag"] = True
     session["cfg"]["list"][0] = 1.0
-    assert session.dirty
+    assert session.dirty()
     session.save()
     assert stored(manager, session.id) == {"flag": True, "cfg": {"flag": True, "list": [1.0]}}
 
@@ -169,7 +170,7 @@ def test_value_json_cannot_hold_fails_at_save_and_keeps_old_data(manager: Sessio
 def test_a_session_orjson_cannot_snapshot_still_tracks_changes(manager: SessionManager) -> None:
     session = saved_session(manager, big=2**80, n=0)
     other = SharedSession.open(manager, session.id)
-    assert not other.dirty
+    assert not other.dirty()
     other["n"] = 1
     assert other.changes() == ({"n": 1}, [])
     other.save()
@@ -324,3 +325,218 @@ def test_rule8_a_rotation_inside_atomic_saves_under_the_new_id_only(manager: Ses
     assert session.id != old_id
     assert manager.store.read(old_id) is None  # the old id stays dead
     assert dict(SharedSession.open(manager, session.id)) == {"n": 2, "user": "ann"}
+
+
+# -- Beaker's session API (what a Beaker app calls; docs/beaker.rst) -------------
+def in_request(manager: SessionManager, session_id: str | None = None) -> SharedSession:
+    """A session as the middleware hands one to a view: lazily loaded, save() deferred to the response."""
+    session = SharedSession(manager, session_id, is_new=session_id is None)
+    session.defer_save = True
+    return session
+
+
+def test_beaker_an_empty_session_is_true(manager: SessionManager) -> None:
+    assert SharedSession.new(manager) and len(SharedSession.new(manager)) == 0
+    assert in_request(manager, saved_session(manager).id)  # not loaded yet: true without a load
+
+
+def test_beaker_has_key_copy_and_get_by_id(manager: SessionManager) -> None:
+    session = saved_session(manager, a=1, nested={"b": [2]})
+    assert session.has_key("a") and not session.has_key("z")
+    copy = session.copy()
+    assert type(copy) is dict and copy == {"a": 1, "nested": {"b": [2]}}
+    copy["a"] = 9
+    assert session["a"] == 1
+    found = SharedSession.new(manager).get_by_id(session.id)
+    assert found is not None and found["a"] == 1 and found.id == session.id
+    found["a"] = 2
+    found.save()  # not a request's session: written at once, as Beaker's Session.save()
+    assert stored(manager, session.id) == {"a": 2, "nested": {"b": [2]}}
+
+
+@pytest.mark.parametrize("session_id", ["A" * 43, "jil2j34il2j34ilj23", "../../etc/passwd", ""])
+def test_beaker_get_by_id_of_no_session_is_none(manager: SessionManager, session_id: str) -> None:
+    assert SharedSession.new(manager).get_by_id(session_id) is None
+    assert manager.store.read("A" * 43) is None  # nothing created for a well-formed unknown id
+
+
+def test_beaker_get_by_id_of_an_expired_session_is_none(make_manager: Any, clock: Clock) -> None:
+    manager = make_manager("memory", timeout=60)
+    session = saved_session(manager, a=1)
+    clock.advance(61)
+    assert SharedSession.new(manager).get_by_id(session.id) is None
+
+
+def test_beaker_get_by_id_takes_a_string(manager: SessionManager) -> None:
+    with pytest.raises(TypeError, match="takes a session id"):
+        SharedSession.new(manager).get_by_id(42)  # type: ignore[arg-type]
+
+
+def test_beaker_creation_and_accessed_time_keys(make_manager: Any, clock: Clock) -> None:
+    manager = make_manager("memory")
+    first = saved_session(manager, a=1)
+    created = first.created
+    clock.advance(30)
+    session = in_request(manager, first.id)
+    assert session["_creation_time"] == created == session.get("_creation_time")
+    assert session["_accessed_time"] == clock.now  # this request's access, as Beaker's
+    assert "_creation_time" in session and session.has_key("_accessed_time")
+    assert sorted(session) == ["a"] and session.copy() == {"a": 1}  # not data: never stored
+    for key in ("_creation_time", "_accessed_time"):
+        with pytest.raises(TypeError, match="read-only"):
+            session[key] = 0
+
+
+def test_beaker_created_and_last_accessed_are_right_before_any_data_access(make_manager: Any, clock: Clock) -> None:
+    manager = make_manager("memory")
+    first = saved_session(manager, a=1)
+    created = first.created
+    clock.advance(10)
+    session = in_request(manager, first.id)
+    assert session.created == created and session.last_accessed == created  # loaded first
+    assert SharedSession.new(manager).last_accessed is None
+
+
+def test_beaker_last_accessed_stays_the_time_the_request_found(make_manager: Any, clock: Clock) -> None:
+    manager = make_manager("memory")
+    session = saved_session(manager, a=1)
+    assert session.last_accessed is None  # a new session's, as Beaker's
+    first_write = clock.now
+    clock.advance(5)
+    later = in_request(manager, session.id)
+    later["a"] = 2
+    later.commit()
+    assert later.last_accessed == first_write  # Beaker's: the previous access, not this request's own save
+    clock.advance(5)
+    assert in_request(manager, session.id).last_accessed == first_write + 5
+
+
+def test_beaker_reading_the_id_is_an_access(manager: SessionManager) -> None:
+    session = in_request(manager, saved_session(manager).id)
+    assert not session.accessed()
+    assert session.id
+    assert session.accessed()
+
+
+def test_beaker_save_in_a_request_waits_for_its_end(manager: SessionManager) -> None:
+    original = saved_session(manager, a=1)
+    session = in_request(manager, original.id)
+    session["a"] = 2
+    assert session.save() is False and session.dirty()  # asked for, not written yet
+    session["b"] = 3  # a change after save() is kept, as in Beaker
+    assert stored(manager, original.id) == {"a": 1}
+    assert session.finish(autosave=False)
+    assert stored(manager, original.id) == {"a": 2, "b": 3} and not session.dirty()
+
+
+def test_beaker_without_save_and_autosave_nothing_is_stored(manager: SessionManager) -> None:
+    original = saved_session(manager, a=1)
+    session = in_request(manager, original.id)
+    session["a"] = 2
+    assert session.dirty() and not session.finish(autosave=False)
+    assert stored(manager, original.id) == {"a": 1}
+
+
+def test_beaker_save_of_a_new_empty_session_stores_it(manager: SessionManager) -> None:
+    session = in_request(manager)
+    session.save()
+    assert session.finish(autosave=False) and stored(manager, session.id) == {}
+    unsaved = in_request(manager)
+    unsaved.get("a")
+    assert not unsaved.finish(autosave=True) and manager.store.read(unsaved.id) is None  # rule 4: read-only
+
+
+def test_beaker_save_of_an_ended_session_raises_at_once(manager: SessionManager) -> None:
+    session = in_request(manager, saved_session(manager, a=1).id)
+    session.delete()
+    with pytest.raises(SessionEnded):
+        session.save()
+    assert session.dirty() and not session.finish(autosave=True)
+
+
+def test_beaker_save_of_a_value_json_cannot_hold_fails_at_once(manager: SessionManager) -> None:
+    session = in_request(manager, saved_session(manager, a=1).id)
+    session["bad"] = {1, 2}
+    with pytest.raises(SessionValueError, match="'bad'"):
+        session.save()
+
+
+def test_beaker_persist_without_save_writes_only_a_due_access_time(make_manager: Any, clock: Clock) -> None:
+    manager = make_manager("memory", timeout=600, touch_interval=60, autosave=False)
+    original = saved_session(manager, a=1)
+    clock.advance(120)
+    session = in_request(manager, original.id)
+    session["a"] = 2
+    session.persist()
+    assert stored(manager, original.id) == {"a": 1}
+    assert manager.read(original.id).accessed == clock.now  # type: ignore[union-attr]  # the touch
+    session.save()
+    session.persist()
+    assert stored(manager, original.id) == {"a": 2}
+
+
+def test_beaker_lock_and_unlock_are_atomic(manager: SessionManager) -> None:
+    original = saved_session(manager, n=0)
+    session = in_request(manager, original.id)
+    elsewhere = SharedSession.open(manager, original.id)
+    session.lock()
+    try:
+        elsewhere_done = gevent.spawn(lambda: (elsewhere.__setitem__("n", 5), elsewhere.commit()))
+        gevent.sleep(0.05)
+        assert not elsewhere_done.ready()  # waits for the lock
+        session["n"] += 1
+    finally:
+        session.unlock()
+    elsewhere_done.join(timeout=5)
+    assert stored(manager, original.id) == {"n": 5}  # the later writer's value, over ours: nothing lost
+    with pytest.raises(RuntimeError, match="without a lock"):
+        session.unlock()
+
+
+def test_beaker_cookie_attributes_per_session(manager: SessionManager) -> None:
+    session = in_request(manager)
+    assert (session.domain, session.path, session.cookie_expires) == (None, "/", True)
+    assert (session.httponly, session.secure, session.samesite) == (True, False, "Lax")
+    session.domain = ".hoop.com"
+    session.path = "/app"
+    session.cookie_expires = datetime.timedelta(days=1)
+    session.secure, session.samesite, session.httponly = True, "Strict", False
+    assert session.cookie_changed and session.accessed()
+    assert (session.domain, session.path, session.samesite) == (".hoop.com", "/app", "Strict")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "match"),
+    [
+        ("domain", "a b.com", "domain"),
+        ("domain", 3, "domain"),
+        ("path", "app", "path"),
+        ("cookie_expires", "tomorrow", "cookie_expires"),
+        ("cookie_expires", -5, "cookie_expires"),
+        ("samesite", "sometimes", "samesite"),
+        ("samesite", "None", "secure"),  # needs secure=True
+        ("secure", "yes", "secure"),
+    ],
+)
+def test_beaker_bad_cookie_attributes_are_refused(manager: SessionManager, name: str, value: Any, match: str) -> None:
+    session = in_request(manager)
+    with pytest.raises(ConfigurationError, match=match) as info:
+        setattr(session, name, value)
+    assert info.value.key in (name, "samesite")
+    assert not session.cookie_changed
+
+
+def test_beaker_a_lock_left_held_is_freed_at_the_end(manager: SessionManager, caplog: pytest.LogCaptureFixture) -> None:
+    original = saved_session(manager, n=0)
+    session = in_request(manager, original.id)
+    session.lock()
+    session["n"] = 1
+    session.finish(autosave=True)  # the view forgot unlock()
+    assert "lock() without unlock()" in caplog.text and original.id not in caplog.text
+    assert stored(manager, original.id) == {"n": 1}
+
+    def take() -> bool:
+        with manager.store.transaction(original.id, timeout=0.1):  # another greenlet: free again
+            return True
+
+    assert gevent.spawn(take).get(timeout=5)

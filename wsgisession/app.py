@@ -36,7 +36,7 @@ from werkzeug.exceptions import NotFound
 from . import wirejson
 from .config import from_settings
 from .cookie_exchange import CookieExchange
-from .cookies import SameSite, SessionCookie
+from .cookies import Expires, SameSite, SessionCookie
 from .errors import ConfigurationError
 from .fanout import carry_lifecycle, manager_for
 from .manager import SessionManager
@@ -238,6 +238,7 @@ def make_app(
     httponly: bool = True,
     samesite: SameSite | None = "Lax",
     cookie_max_age: int | None = None,
+    cookie_expires: Expires = True,
     timeout: int | None = None,
     absolute_timeout: int | None = None,
     touch_interval: int = 60,
@@ -277,6 +278,7 @@ def make_app(
         httponly=httponly,
         samesite=samesite,
         max_age=cookie_max_age,
+        expires=cookie_expires,
     )
     if type == "file" and not data_dir:
         data_dir = os.path.join(os.getcwd(), "data", "sessions")

@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping
 
 from .errors import ConfigurationError
 
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
+_TRUE = {"true", "yes", "on", "1", "t", "y"}  # Beaker's spellings (beaker.converters.asbool)
+_FALSE = {"false", "no", "off", "0", "f", "n"}
 
 
 def as_bool(value: str) -> bool:
@@ -51,11 +51,17 @@ def as_samesite(value: str) -> str | None:
     raise ValueError("expected Lax, Strict or None")
 
 
-def as_cookie_expires(value: str) -> int | None:
+def as_cookie_expires(value: str) -> bool | int:
+    """Beaker's ``cookie_expires``: true (a browser-session cookie), false (never expires), or seconds."""
     word = value.strip().lower()
-    if word in _TRUE or word in ("", "none"):
-        return None  # a browser-session cookie
-    return int(word)
+    if word in ("", "none"):
+        return True
+    if word.isdigit() and word not in ("0", "1"):  # Beaker reads "1" and "0" as true and false too
+        return int(word)
+    try:
+        return as_bool(word)
+    except ValueError:
+        raise ValueError("expected true (a browser-session cookie), false (never expires) or seconds") from None
 
 
 #: beaker.session.<key> -> (make_app argument, parser)
@@ -71,7 +77,7 @@ BEAKER: dict[str, tuple[str, Callable[[str], Any]]] = {
     "httponly": ("httponly", as_bool),
     "samesite": ("samesite", as_samesite),
     "timeout": ("timeout", as_optional_int),
-    "cookie_expires": ("cookie_max_age", as_cookie_expires),
+    "cookie_expires": ("cookie_expires", as_cookie_expires),
     "auto": ("autosave", as_bool),
 }
 

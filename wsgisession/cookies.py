@@ -11,11 +11,14 @@ format-checked before anything builds a store key or a path from it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from typing import TYPE_CHECKING, Literal, Sequence
+import http.cookies
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Literal, Sequence, Union
 
 import itsdangerous
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import parse_cookie
 
 from .errors import BadSignature, ConfigurationError, NoCookie
 from .ids import check_secret, is_session_id
@@ -24,6 +27,81 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
 SameSite = Literal["Lax", "Strict", "None"]
+#: Beaker's ``cookie_expires``: ``True`` a browser-session cookie, ``False`` never
+#: (2038), seconds or a ``timedelta`` from when the cookie is sent, or a date
+Expires = Union[bool, int, timedelta, datetime]
+
+_NEVER = datetime.fromtimestamp(0x7FFFFFFF, timezone.utc)  # Beaker's "never": the last 32-bit second
+_EPOCH = datetime.fromtimestamp(0, timezone.utc)
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def cookie_date(when: datetime) -> str:
+    """A date as Beaker writes a cookie's ``expires`` (``Wed, 22-May-2019 00:00:00 GMT``), in any locale."""
+    utc = when.astimezone(timezone.utc) if when.tzinfo is not None else when
+    return (f"{_WEEKDAYS[utc.weekday()]}, {utc.day:02d}-{_MONTHS[utc.month - 1]}-{utc.year:04d} "
+            f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d} GMT")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CookieAttributes:
+    """What a ``Set-Cookie`` of the session says besides the value (checked when made)."""
+
+    path: str = "/"
+    domain: str | None = None
+    secure: bool = False
+    httponly: bool = True
+    samesite: SameSite | None = "Lax"
+    expires: Expires = True
+    max_age: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    def replace(self, **changes: object) -> CookieAttributes:
+        """A copy with ``changes`` (checked: ConfigurationError names the attribute)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def expiry(self, now: datetime | None = None) -> datetime | None:
+        """When a cookie sent ``now`` expires; ``None`` for a browser-session cookie."""
+        expires = self.expires
+        if expires is True:
+            return None
+        if expires is False:
+            return _NEVER
+        if isinstance(expires, datetime):
+            return expires
+        delta = expires if isinstance(expires, timedelta) else timedelta(seconds=expires)
+        return (now or datetime.now(timezone.utc)) + delta
+
+
+def _check(attributes: CookieAttributes) -> None:
+    def fail(name: str, value: object, expected: str) -> None:
+        raise ConfigurationError(f"cookie {name} = {value!r}: expected {expected}", key=name, value=value)
+
+    if not isinstance(attributes.path, str) or not attributes.path.startswith("/"):
+        fail("path", attributes.path, "a path starting with /")
+    if attributes.domain is not None and (not isinstance(attributes.domain, str) or not attributes.domain.strip(".")
+                                          or any(c in attributes.domain for c in "; ,\t")):
+        fail("domain", attributes.domain, "a host name (Beaker's leading dot is kept) or None")
+    for name in ("secure", "httponly"):
+        if not isinstance(getattr(attributes, name), bool):
+            fail(name, getattr(attributes, name), "true or false")
+    if attributes.samesite not in ("Lax", "Strict", "None", None):
+        fail("samesite", attributes.samesite, "Lax, Strict, None (the string) or no SameSite (None)")
+    if attributes.samesite == "None" and not attributes.secure:
+        raise ConfigurationError("samesite=None needs secure=true: browsers drop such cookies otherwise",
+                                 key="samesite", value=attributes.samesite)
+    expires = attributes.expires
+    if not isinstance(expires, (bool, int, timedelta, datetime)) or (
+        not isinstance(expires, bool) and isinstance(expires, int) and expires < 0
+    ):
+        fail("cookie_expires", expires, "true (a browser-session cookie), false (never), seconds, a timedelta or "
+                                        "a datetime")
+    if attributes.max_age is not None and (isinstance(attributes.max_age, bool)
+                                           or not isinstance(attributes.max_age, int) or attributes.max_age < 0):
+        fail("max_age", attributes.max_age, "seconds (0 or more) or None")
 
 
 class SessionCookie:
@@ -40,22 +118,38 @@ class SessionCookie:
         httponly: bool = True,
         samesite: SameSite | None = "Lax",
         max_age: int | None = None,
+        expires: Expires = True,
     ) -> None:
         keys = check_secret(secret)
-        if samesite == "None" and not secure:
-            raise ConfigurationError(
-                "samesite=None needs secure=true: browsers drop such cookies otherwise",
-                key="samesite",
-                value=samesite,
-            )
         self._signer = itsdangerous.Signer(keys, salt="wsgisession.cookie", digest_method=hashlib.sha256)
         self.name = name
-        self.path = path
-        self.domain = domain
-        self.secure = secure
-        self.httponly = httponly
-        self.samesite = samesite
-        self.max_age = max_age
+        #: the attributes of every session's cookie, unless a session changes its own (``session.domain = ...``)
+        self.attributes = CookieAttributes(path=path, domain=domain, secure=secure, httponly=httponly,
+                                           samesite=samesite, expires=expires, max_age=max_age)
+
+    @property
+    def path(self) -> str:
+        return self.attributes.path
+
+    @property
+    def domain(self) -> str | None:
+        return self.attributes.domain
+
+    @property
+    def secure(self) -> bool:
+        return self.attributes.secure
+
+    @property
+    def httponly(self) -> bool:
+        return self.attributes.httponly
+
+    @property
+    def samesite(self) -> SameSite | None:
+        return self.attributes.samesite
+
+    @property
+    def max_age(self) -> int | None:
+        return self.attributes.max_age
 
     def sign(self, session_id: str) -> str:
         """Return the cookie value for ``session_id``."""
@@ -93,31 +187,28 @@ class SessionCookie:
         assert error is not None
         raise error
 
-    def set_header(self, session_id: str) -> tuple[str, str]:
-        """The ``Set-Cookie`` header that hands ``session_id`` to the client."""
-        value = dump_cookie(
-            self.name,
-            self.sign(session_id),
-            max_age=self.max_age,
-            path=self.path,
-            domain=self.domain,
-            secure=self.secure,
-            httponly=self.httponly,
-            samesite=self.samesite,
-        )
-        return ("Set-Cookie", value)
+    def set_header(self, session_id: str, attributes: CookieAttributes | None = None) -> tuple[str, str]:
+        """The ``Set-Cookie`` header that hands ``session_id`` to the client (``attributes``: a session's own)."""
+        attributes = attributes or self.attributes
+        return ("Set-Cookie", self._dump(self.sign(session_id), attributes, attributes.expiry(), attributes.max_age))
 
-    def delete_header(self) -> tuple[str, str]:
+    def delete_header(self, attributes: CookieAttributes | None = None) -> tuple[str, str]:
         """The ``Set-Cookie`` header that removes the cookie (same path and domain)."""
-        value = dump_cookie(
-            self.name,
-            "",
-            max_age=0,
-            expires=0,
-            path=self.path,
-            domain=self.domain,
-            secure=self.secure,
-            httponly=self.httponly,
-            samesite=self.samesite,
-        )
-        return ("Set-Cookie", value)
+        return ("Set-Cookie", self._dump("", attributes or self.attributes, _EPOCH, 0))
+
+    def _dump(self, value: str, attributes: CookieAttributes, expiry: datetime | None, max_age: int | None) -> str:
+        """Beaker's spelling (the standard library's ``Morsel``): ``Domain`` as given, leading dot kept; ``expires``."""
+        morsel: http.cookies.Morsel[str] = http.cookies.Morsel()
+        morsel.set(self.name, value, value)  # the signed id needs no quoting: base64url and "."
+        morsel["path"] = attributes.path
+        if attributes.domain:
+            morsel["domain"] = attributes.domain
+        if expiry is not None:
+            morsel["expires"] = cookie_date(expiry)
+        if max_age is not None:
+            morsel["max-age"] = str(max_age)
+        morsel["secure"] = attributes.secure
+        morsel["httponly"] = attributes.httponly
+        if attributes.samesite:
+            morsel["samesite"] = attributes.samesite
+        return morsel.OutputString()

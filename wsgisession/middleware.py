@@ -3,11 +3,14 @@
     app = SessionMiddleware(app, manager=manager, cookie=cookie)
 
 Each request gets ``environ['beaker.session']`` (and ``environ['wsgisession.session']``),
-a :class:`~wsgisession.session.SharedSession` that loads lazily on first use.
-The cookie is parsed tolerantly and its signature checked; a missing,
-tampered or unknown cookie gives a fresh session (and never adopts the id the
-client sent). Changes are saved when the app starts its response (so the
-cookie can be set) and again when the body is closed, if changed meanwhile.
+a :class:`~wsgisession.session.SharedSession` that loads lazily on first use,
+and ``environ['beaker.get_session']``, Beaker's maker of a new session outside
+the request's. The cookie is parsed tolerantly and its signature checked; a
+missing, tampered or unknown cookie gives a fresh session (and never adopts the
+id the client sent). As in Beaker, the session is saved when the app starts its
+response (so the cookie can be set): what ``save()`` asked for, or with autosave
+what changed; again when the body is closed, if changed or saved meanwhile. A
+view that raises before it starts a response stores nothing.
 
 What the app does not catch is answered plainly, never as the app's bug: a
 store that is down, or a session lock not had within ``lock_timeout`` (another
@@ -50,8 +53,12 @@ def session_for_request(
         security_log.warning("tampered session cookie from %s: %s", environ.get("REMOTE_ADDR", "?"), exc)
         cookie_id = None
     if cookie_id is None:
-        return session_class(manager, None, is_new=True), None  # not .new(): a framework's `new` is an attribute
-    return session_class(manager, cookie_id, is_new=False), cookie_id
+        session = session_class(manager, None, is_new=True)  # not .new(): a framework's `new` is an attribute
+    else:
+        session = session_class(manager, cookie_id, is_new=False)
+    session.defer_save = True  # save() asks for a save when the response starts, as Beaker's
+    session.cookie_attributes = cookie.attributes
+    return session, cookie_id
 
 
 class SessionMiddleware:
@@ -73,13 +80,14 @@ class SessionMiddleware:
         environ[self.environ_key] = session
         environ["wsgisession.session"] = session
         environ["wsgisession.manager"] = self.manager
+        environ["beaker.get_session"] = self.get_session
         headers_sent = False
 
         def session_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             nonlocal headers_sent
             if session.accessed_now:  # (not accessed(): a framework's `accessed` is an attribute)
                 if exc_info is None:
-                    self._autosave(session)
+                    self._finish(session)
                 headers = list(headers) + self._headers(session, cookie_id)
             headers_sent = True
             return start_response(status, headers, exc_info)
@@ -95,24 +103,38 @@ class SessionMiddleware:
                 raise
             log.warning("request of session %s answered 409: %s", self.manager.fingerprint(session.id), exc)
             return self._ended(exc, start_response, cookie_id)
-        return ClosingIterator(body, [lambda: self._autosave(session)])
+        return ClosingIterator(body, [lambda: self._finish(session, closing=True)])
 
-    def _autosave(self, session: SharedSession) -> None:
-        if not self.manager.autosave or session.ended:
-            return
+    def get_session(self) -> SharedSession:
+        """``environ['beaker.get_session']()``: a new session, not the request's; its ``save()`` writes at once."""
+        session = self.session_class(self.manager, None, is_new=True)
+        session.cookie_attributes = self.cookie.attributes
+        return session
+
+    def _finish(self, session: SharedSession, *, closing: bool = False) -> None:
+        """Save what ``save()`` asked for, or (autosave) what changed; a due touch otherwise.
+
+        A session that ended meanwhile (a logout elsewhere) raises SessionEnded
+        for an asked-for save while the response can still say so (409); an
+        autosave of it is only logged.
+        """
+        requested = session.save_requested
         try:
-            session.save()
+            session.finish(self.manager.autosave)
         except SessionEnded as exc:
+            if requested and not closing:
+                raise
             log.warning("changes to session %s not saved: %s", self.manager.fingerprint(session.id), exc)
 
     def _headers(self, session: SharedSession, cookie_id: str | None) -> list[tuple[str, str]]:
         headers = [("Vary", "Cookie")]
         cookie = self.cookie
+        attributes = session.cookie_attributes
         if session.ended or (session.is_new and cookie_id is not None):
-            if cookie_id is not None:
-                headers.append(cookie.delete_header())
-        elif not session.is_new and (session.id != cookie_id or cookie.max_age):
-            headers.append(cookie.set_header(session.id))
+            if cookie_id is not None or session.ended == "logout":  # Beaker: delete() always sends one
+                headers.append(cookie.delete_header(attributes))
+        elif not session.is_new and (session.id != cookie_id or attributes.max_age or session.cookie_changed):
+            headers.append(cookie.set_header(session.id, attributes))
         return headers
 
     def _unavailable(self, exc: StoreUnavailable | LockTimeout, start_response: StartResponse) -> list[bytes]:

@@ -231,7 +231,7 @@ class SessionSockets:
     def _join(self, environ: WSGIEnvironment) -> SharedSession | None:
         try:
             session_id = self.cookie.read(environ)
-            session = self.session_class(self.manager, session_id, is_new=False, strict=True)
+            session = self._session(session_id)
             session.load()
             return session
         except (SessionRefused, SessionExpired):
@@ -253,7 +253,14 @@ class SessionSockets:
         binding = self._bindings.get(sid)
         if binding is None:
             return None
-        return self.session_class(self.manager, binding[1], is_new=False, strict=True)
+        return self._session(binding[1])
+
+    def _session(self, session_id: str) -> SharedSession:
+        """A handler's session: the view's API; ``save()`` asks for a save when the handler returns."""
+        session = self.session_class(self.manager, session_id, is_new=False, strict=True)
+        session.defer_save = True
+        session.cookie_attributes = self.cookie.attributes
+        return session
 
     @contextlib.contextmanager
     def session(self, sid: str) -> Iterator[SharedSession]:
@@ -268,8 +275,7 @@ class SessionSockets:
         if session is None:
             raise UnknownSession(f"socket {sid} is bound to no session")
         yield session
-        if not session.ended:
-            session.save()
+        session.finish(autosave=True)
 
     def dispatch(self, sid: str, handler: Handler, args: tuple[Any, ...]) -> Any:
         """Run ``handler(sid, session, *args)``; autosave; end the socket if its session ended."""
@@ -284,11 +290,11 @@ class SessionSockets:
             result = handler(sid, session, *args)
             if session is None:
                 session = self._started.pop(sid, None)  # anonymous, and the handler started a session
-            if session is not None:
+            if session is not None and not session.ended:
                 manager = self.manager
-                if session.accessed_now and manager.autosave and not session.ended:
-                    session.save()  # with a due touch of the access time, if any
-                elif manager.timeout and not session.ended:
+                if session.save_requested or (session.accessed_now and manager.autosave):
+                    session.finish(manager.autosave)  # what save() asked for or changed, a due touch included
+                elif manager.timeout:
                     self._touch(session)
             return result
         except SessionEnded as exc:
@@ -336,6 +342,8 @@ class SessionSockets:
         if bound is not None:
             return bound
         session = self.session_class.create(self.manager, strict=True)
+        session.defer_save = True
+        session.cookie_attributes = self.cookie.attributes
         self._bindings[sid] = (namespace, session.id)
         self.sio.enter_room(sid, self.room(session.id), namespace=namespace)
         self.lifecycle.start_sweeper()

@@ -163,6 +163,24 @@ def test_rule3_autosave_off_saves_only_on_explicit_save(ini_dir) -> None:  # typ
         assert data["kept"] is True and "lost" not in data
 
 
+def test_a_handlers_session_has_the_views_beaker_api(lab_server: Server) -> None:
+    other = lab_login(lab_server, theirs="yes")
+    other_id = cookie_header(other).split("=", 1)[1].rsplit(".", 1)[0]
+    http = lab_login(lab_server, who="ann")
+    view = http.get(lab_server.url + "/beaker", params={"other": other_id}, timeout=10).json()
+    client = connect(lab_server.url, cookie=cookie_header(http))
+    try:
+        handler = client.call("beaker", other_id)
+    finally:
+        client.disconnect()
+    assert handler == view == {
+        "created": True, "last_accessed": True, "truthy": True, "has_key": True, "copy": ["late", "n", "who"],
+        "creation_key": True, "accessed": True, "by_id": {"theirs": "yes"}, "no_such_id": None, "dirty": True,
+        "path": "/", "httponly": True, "cookie_expires": True,
+    }
+    assert lab_data(http, lab_server) == {"who": "ann", "n": 2, "late": "after"}  # both saves made at the end
+
+
 def test_rule3_value_json_cannot_hold_fails_clearly_and_keeps_old_data(lab_server: Server) -> None:
     http = lab_login(lab_server, keep="me")
     client = connect(lab_server.url, cookie=cookie_header(http))
