@@ -59,3 +59,45 @@ def test_pyramid_example_signs_in_counts_and_signs_out_by_post_with_pyramids_csr
     assert socket.get_received()[-1] == {"name": "session_ended", "args": [{"reason": "logout"}], "namespace": "/"}
     assert client.get("/api/me").json == {"user": None, "n": 0}
     app.sockets.stop()
+
+
+def test_pyramid_example_lists_your_devices_and_signs_out_the_others() -> None:
+    from examples.pyramid_app import main as pyramid_main
+
+    app = pyramid_main({}, **{"session.secret": SECRET, "session.type": "memory", "wsgisession.sweep_interval": "0"})
+
+    def sign_in(device: str) -> tuple[TestClient, str]:
+        client = TestClient(app)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text).group(1)  # type: ignore[union-attr]
+        form = {"user": "dora", "password": "dora-password", "device": device, "csrf_token": token}
+        assert client.post("/login", data=form).status_code == 303
+        return client, token
+
+    from examples.pyramid_app import security
+
+    security.USERS["dora"] = "dora-password"
+    try:
+        phone, phone_token = sign_in("Phone")
+        laptop, laptop_token = sign_in("Laptop")
+        tablet, _ = sign_in("Tablet")
+        phone_socket, laptop_socket = phone.socket(), laptop.socket()
+        listed = laptop.get("/api/devices").json["devices"]
+        assert [(d["label"], d["sockets"], d["current"]) for d in listed] == \
+            [("Phone", 1, False), ("Laptop", 1, True), ("Tablet", 0, False)]
+        page = laptop.get("/").text
+        assert page.count('class="device"') == 3 and "(this device)" in page
+        tablet_handle = listed[2]["handle"]
+        assert laptop.post("/devices/end", data={"handle": tablet_handle}).status_code == 400  # CSRF
+        assert laptop.post("/devices/end", data={"handle": tablet_handle, "csrf_token": laptop_token}).status_code == 303
+        assert tablet.get("/api/me").json == {"user": None, "n": 0}  # that device is signed out
+        assert laptop.post("/devices/others", data={"csrf_token": laptop_token}).status_code == 303
+        assert phone_socket.get_received()[-1]["args"] == [{"reason": "signed_out"}]
+        assert not phone_socket.is_connected() and laptop_socket.is_connected()
+        assert phone.get("/api/me").json["user"] is None
+        assert [d["label"] for d in laptop.get("/api/devices").json["devices"]] == ["Laptop"]
+        assert "Signed out 1 other device(s)." in laptop.get("/").text
+        assert laptop_socket.call("whoami") == "dora"
+        assert phone.post("/incr", data={"csrf_token": phone_token}).status_code in (400, 403)  # its session is gone
+    finally:
+        del security.USERS["dora"]
+        app.sockets.stop()

@@ -124,19 +124,20 @@ class SessionManager:
         caller has it. Sets ``record.snapshot`` and ``record.flat``; a value
         JSON cannot hold raises SessionValueError and writes nothing.
         """
-        text = self.records.encode(session_id, record, snapshot)
-        ttl = self.ttl(record) if self.store.expires else None
         users = self.users
         user = user_of(record.data, users.user_key)  # the cost of the user index on a save: this lookup
         if txn is not None:
             before = txn.text
-            if user is not None or users.may_be_bound(before):
+            if user is not None or users.may_be_bound(before):  # the stored user, read before the new text
                 users.moved(session_id, bound_user(self.records.parse(session_id, before), users.user_key), user)
+        elif user is not None:  # rare: a write after a rotation inside atomic(), without the new id's lock
+            before = self.store.read(session_id)
+            users.moved(session_id, bound_user(self.records.parse(session_id, before), users.user_key), user)
+        text = self.records.encode(session_id, record, snapshot)
+        ttl = self.ttl(record) if self.store.expires else None
+        if txn is not None:
             txn.write(text, ttl)
         else:
-            if user is not None:  # rare: a write after a rotation inside atomic(), without the new id's lock
-                before = self.store.read(session_id)
-                users.moved(session_id, bound_user(self.records.parse(session_id, before), users.user_key), user)
             self.store.write(session_id, text, ttl=ttl)
         return text
 

@@ -5,8 +5,10 @@ and ``session.*`` as pyramid_beaker reads them), with a security policy over
 the session (:mod:`examples.pyramid_app.security`), Pyramid's CSRF checks on
 every POST, views and socket handlers found by ``config.scan()``.
 
-HTTP:   GET /  the page (sign in, a live counter, sign out); POST /login, POST /logout
-        and POST /incr take the form's CSRF token; GET /api/me the user and the counter
+HTTP:   GET /  the page (sign in, a live counter, your devices, sign out); POST /login,
+        POST /logout, POST /incr, POST /devices/others ("sign out other devices") and
+        POST /devices/end ("sign out that device") take the form's CSRF token;
+        GET /api/me the user and the counter, GET /api/devices the user's sessions
 Socket: ``whoami`` -> the user; ``incr`` -> the counter + 1, also sent as ``count``
         to every tab of the session
 """
@@ -33,6 +35,9 @@ def main(global_config: dict[str, str], **settings: str) -> Any:
         config.add_route("logout", "/logout")
         config.add_route("incr", "/incr")
         config.add_route("me", "/api/me")
+        config.add_route("devices", "/api/devices")
+        config.add_route("devices_others", "/devices/others")
+        config.add_route("devices_end", "/devices/end")
         config.scan(".views")
         config.scan(".sockets")
         return make_wsgi_app(config)  # instead of config.make_wsgi_app()

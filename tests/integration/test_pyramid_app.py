@@ -125,6 +125,9 @@ def test_two_workers_share_sessions_and_logout_ends_sockets_on_both(tmp_path: Pa
                 for n, client in enumerate(clients, start=1):
                     assert client.call("incr", timeout=10) == n  # each event sees the last one's write
                 assert http.get(base + "/api/me", timeout=10).json() == {"user": "ann", "n": 8}
+                for _ in range(4):  # each request lands on either worker: the census counts both
+                    (device,) = http.get(base + "/api/devices", timeout=10).json()["devices"]
+                    assert device["sockets"] == 8 and device["current"] is True
                 http.post(base + "/logout", data={"csrf_token": csrf_of(http, base)}, timeout=10)
                 wait_until(lambda: len(ended) == 8 and not any(c.connected for c in clients), timeout=15.0)
             finally:
@@ -174,4 +177,43 @@ def test_in_chromium_a_logout_in_one_tab_ends_the_other_tabs_socket(tmp_path: Pa
         assert second.run(TEXT, ["status", "session ended: logout"]) == "session ended: logout"
         assert first.wait_text("login", "Sign in") == "Sign in"  # back on the sign-in form, after the redirect
         assert second.run(ME) == {"user": None, "n": 0}
+        assert browser.errors()["page_errors"] == []
+
+
+DEVICES = "async () => (await fetch('/api/devices')).json()"
+SIGN_IN_AS = """async ([user, password, device]) => {
+  const csrf_token = document.querySelector('input[name=csrf_token]').value;
+  const body = new URLSearchParams({csrf_token, user, password, device});
+  return (await fetch("/login", {method: "POST", body})).status;
+}"""
+
+
+@pytest.mark.browser
+def test_in_chromium_sign_out_other_devices_ends_their_tabs_and_keeps_this_one(tmp_path: Path) -> None:
+    """Two browser contexts (two devices) and a third tab: "sign out other devices" on the laptop."""
+    command = "gunicorn --paste conf/pyramid.ini -c conf/gunicorn.conf.py"
+    with start(command, tmp_path) as server, Browser.launch() as browser:
+        phone, laptop = browser.context(), browser.context()
+        tabs = []
+        for context, device in ((phone, "Phone"), (laptop, "Laptop")):
+            tab = context.tab()
+            assert tab.goto(server.url + "/") == 200
+            assert tab.run(SIGN_IN_AS, ["ann", "ann-password", device]) == 200
+            assert tab.goto(server.url + "/") == 200
+            assert tab.run(TEXT, ["status", "connected"]) == "connected"
+            tabs.append(tab)
+        phone_tab, laptop_tab = tabs
+        third = phone.tab()  # the phone's second tab: same device, same session
+        assert third.goto(server.url + "/") == 200
+        assert third.run(TEXT, ["status", "connected"]) == "connected"
+        listed = laptop_tab.run(DEVICES)["devices"]
+        assert [(d["label"], d["sockets"], d["current"]) for d in listed] == [("Phone", 2, False), ("Laptop", 1, True)]
+        assert laptop_tab.goto(server.url + "/") == 200  # the page lists them too
+        laptop_tab.run(CLICK, "others")  # the form's POST, with its CSRF token
+        for tab in (phone_tab, third):
+            assert tab.run(TEXT, ["status", "session ended: signed_out"]) == "session ended: signed_out"
+            assert tab.run(ME) == {"user": None, "n": 0}  # the phone's cookie loads nothing now
+        assert laptop_tab.wait_text("devices", "(this device)")
+        assert laptop_tab.run(TEXT, ["status", "connected"]) == "connected"  # the laptop's socket lives on
+        assert [d["label"] for d in laptop_tab.run(DEVICES)["devices"]] == ["Laptop"]
         assert browser.errors()["page_errors"] == []
