@@ -206,3 +206,10 @@ def joined(sockets: SessionSockets, session_id: str, eio_sid: str, *, namespace:
     sid: str = sockets.sio.manager.connect(eio_sid, namespace)
     sockets.connect(namespace, sid, handshake(sockets, session_id), None, None)
     return sid
+
+
+def tampered(value: str, position: int = -6) -> str:
+    """``value`` with one character changed (always to a different one, never a no-op)."""
+    i = position % len(value)
+    replacement = "A" if value[i] != "A" else "B"
+    return value[:i] + replacement + value[i + 1:]

@@ -21,7 +21,7 @@ from flask import Flask, current_app, g, request, session
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_socketio import SocketIO, emit, join_room, rooms
 
-from tests.helpers import ROOT, SECRET, Clock
+from tests.helpers import ROOT, SECRET, Clock, tampered
 from wsgisession import ConfigurationError
 from wsgisession.flask import FlaskSession, WsgiSession, settings_from_config
 from wsgisession.ids import new_session_id
@@ -240,9 +240,9 @@ def test_sockets_are_refused_with_reasons(flask_app: tuple[Flask, SocketIO]) -> 
     assert client.refusal(origin=None) == "bad_origin"  # a cookie and no Origin: refused
     cookie = client.http.get_cookie("session")
     assert cookie is not None
-    tampered = TestClient(app)
-    tampered.http.set_cookie("session", cookie.value[:-2] + "xx")
-    assert tampered.refusal() == "bad_signature"
+    forged = TestClient(app)
+    forged.http.set_cookie("session", tampered(cookie.value))
+    assert forged.refusal() == "bad_signature"
     anonymous = TestClient(app)
     anonymous.get("/set/a/1")
     assert anonymous.refusal() == "Connection rejected by server"  # the app's own connect handler said no

@@ -75,6 +75,17 @@ def current_event() -> tuple[str, SharedSession | None] | None:
     return _EVENT.get(None)
 
 
+def start_all() -> None:
+    """Start the message queue listener of every :class:`SessionSockets` of this process (a server starting).
+
+    python-socketio starts it at the first Engine.IO connection, so a logout
+    published by another worker in the moment after a worker's first socket
+    connected, before its listener had subscribed, never reached that socket.
+    """
+    for sockets in list(_LIVE):
+        sockets.start()
+
+
 def drain_all(timeout: float) -> None:
     """Gracefully stop every :class:`SessionSockets` of this process (see :meth:`SessionSockets.drain`)."""
     for sockets in list(_LIVE):
@@ -120,6 +131,13 @@ class SessionSockets:
             # every socket of the default namespace is checked and joined, even with no handler
             # of the app's there (python-socketio accepts "/" without a handler)
             self._namespace("/")
+
+    def start(self) -> None:
+        """Start listening to the message queue now (python-socketio would at the first connection)."""
+        sio = self.sio
+        if not sio.manager_initialized:
+            sio.manager_initialized = True
+            sio.manager.initialize()
 
     # -- registration ----------------------------------------------------
     @overload

@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from paste.deploy import loadapp
 
     from .errors import WsgiSessionError
-    from .realtime import drain_all
+    from .realtime import drain_all, start_all
     from .server import close_idle_connections, make_server
 
     try:
@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot load %s: %s", args.config, exc)
         sys.stderr.write(f"wsgisession: cannot load {args.config}: {exc}\n")
         return 2
+    start_all()  # the message queue listener, before the first socket (else a logout may pass it by)
     try:
         server = make_server((args.host, args.port), app)
         server.start()

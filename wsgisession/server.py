@@ -203,7 +203,10 @@ class Worker(GeventWebSocketWorker):  # type: ignore[misc]
     server_class = _Server
 
     def load_wsgi(self) -> None:
+        from .realtime import start_all
+
         super().load_wsgi()
+        start_all()  # the message queue listener, before the first socket (else a logout may pass it by)
         # Engine.IO's connections live in one process: the kernel hands each request to any worker of the master
         if self.cfg.workers > 1 and self.age == 1 and allows_polling(self.wsgi):
             self.log.warning(SHARED_SOCKET_WARNING, self.cfg.workers)
