@@ -101,3 +101,26 @@ def test_pyramid_example_lists_your_devices_and_signs_out_the_others() -> None:
     finally:
         del security.USERS["dora"]
         app.sockets.stop()
+
+
+def test_werkzeug_example_changes_state_only_by_a_post_no_other_site_sent() -> None:
+    from examples.werkzeug_app import create_app
+
+    app = create_app(secret=SECRET, type="memory", sweep_interval=None)
+    client = TestClient(app)
+    try:
+        assert client.get("/login?user=ann").status_code == 405  # an <img src=...> logs nobody in
+        assert client.post("/login?user=ann", headers={"Origin": "http://evil.example"}).status_code == 403
+        assert client.post("/login?user=ann", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+        assert client.get("/").json == {}
+        assert client.post("/login?user=ann").json == {"user": "ann"}  # curl: no Origin, no Sec-Fetch-Site
+        socket = client.socket()
+        assert client.post("/incr", headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}).json \
+            == {"n": 1}
+        assert client.get("/logout").status_code == 405
+        assert client.post("/logout", headers={"Origin": "http://evil.example"}).status_code == 403
+        assert socket.is_connected() and client.get("/").json == {"user": "ann", "n": 1}  # nothing lost
+        assert client.post("/logout", headers={"Origin": "http://localhost"}).json == {"bye": True}
+        assert socket.get_received()[-1]["args"] == [{"reason": "logout"}]
+    finally:
+        app.sockets.stop()

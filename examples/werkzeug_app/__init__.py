@@ -13,11 +13,17 @@ gunicorn can call it directly::
 and :func:`app_factory` lets ``wsgisession serve conf/werkzeug.ini`` serve it,
 turning the INI section into the same keyword arguments.
 
-HTTP:   GET /login?user=NAME  a fresh session id holding ``user`` and ``n = 0``
-        GET /incr             n + 1, atomically; answers n
-        GET /                 the session as JSON
-        GET /logout           ends the session (its sockets get ``session_ended``)
+HTTP:   POST /login?user=NAME  a fresh session id holding ``user`` and ``n = 0``
+        POST /incr             n + 1, atomically; answers n
+        GET /                  the session as JSON
+        POST /logout           ends the session (its sockets get ``session_ended``)
 Socket: ``whoami``, ``incr``, ``set_note``: the same keys.
+
+The routes that change state take POST only, and refuse a POST that a browser
+says comes from another site (its ``Origin`` header, or ``Sec-Fetch-Site``), so
+no other page can log anyone in or out (CSRF); a client that sends neither
+header (curl, a script) is not a browser carrying someone's cookie by accident.
+An app with HTML forms keeps a token in the session instead (the chat example).
 """
 from __future__ import annotations
 
@@ -31,14 +37,30 @@ from wsgisession import SharedSession, WsgiSessionApp, make_app
 from wsgisession.config import from_settings
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json")
+STATE_CHANGING = {"/login", "/incr", "/logout"}
+
+
+def _json(data: Any, status: int = 200, **headers: str) -> Response:
+    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser says this request comes from another site's page (the CSRF check)."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin != request.host_url.rstrip("/")
+    return request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none")
 
 
 @Request.application
 def hello_app(request: Request) -> Response:
     """The plain Werkzeug app: it finds the shared session where Beaker's middleware puts it."""
     session: SharedSession = request.environ["beaker.session"]
+    if request.path in STATE_CHANGING:
+        if request.method != "POST":
+            return _json({"error": f"{request.path} changes the session: POST it"}, 405, Allow="POST")
+        if cross_site(request):
+            return _json({"error": "cross-site request refused"}, 403)
     if request.path == "/login":
         user = request.args.get("user", "").strip()
         if not user:
@@ -49,7 +71,7 @@ def hello_app(request: Request) -> Response:
         return _json({"user": user})
     if request.path == "/incr":
         if "user" not in session:
-            return _json({"error": "not logged in: GET /login?user=NAME first"}, 401)
+            return _json({"error": "not logged in: POST /login?user=NAME first"}, 401)
         with session.atomic():
             session["n"] += 1
             n = session["n"]

@@ -29,7 +29,7 @@ from tests.helpers import ROOT, SECRET, close_transport, connect, cookie_header,
 from tests.servers import BIN, Server, child_env, free_port, gunicorn, gunicorn_app, serve, write_ini
 
 EXAMPLES = ("flask_app", "pyramid_app", "werkzeug_app")
-SHARED_CONTRACT = ("werkzeug_app",)  # /login?user=, /incr, set_note, /logout (flask_app, pyramid_app: their own)
+SHARED_CONTRACT = ("werkzeug_app",)  # POST /login?user=, /incr, /logout; set_note (flask_app, pyramid_app: their own)
 
 
 def readme_commands(example: str) -> list[str]:
@@ -92,8 +92,9 @@ README_CASES = [(example, command) for example in SHARED_CONTRACT for command in
 def test_example_view_and_socket_share_the_session(tmp_path: Path, example: str, command: str) -> None:
     with start(command, tmp_path) as server, requests.Session() as http:
         base = server.url
-        http.get(base + "/login", params={"user": "ann"}, timeout=10).raise_for_status()
-        assert http.get(base + "/incr", timeout=10).json() == {"n": 1}
+        assert http.get(base + "/login", params={"user": "ann"}, timeout=10).status_code == 405  # POST only
+        http.post(base + "/login", params={"user": "ann"}, timeout=10).raise_for_status()
+        assert http.post(base + "/incr", timeout=10).json() == {"n": 1}
         client = connect(base, cookie=cookie_header(http))
         counts: list[Any] = []
         ended: list[Any] = []
@@ -103,10 +104,12 @@ def test_example_view_and_socket_share_the_session(tmp_path: Path, example: str,
             assert client.call("whoami", timeout=10) == "ann"  # written by the login view
             assert client.call("incr", timeout=10) == 2  # the view's counter
             client.call("set_note", "from the socket", timeout=10)
-            assert http.get(base + "/incr", timeout=10).json() == {"n": 3}  # the event's write, seen by HTTP
+            assert http.post(base + "/incr", timeout=10).json() == {"n": 3}  # the event's write, seen by HTTP
             assert client.call("incr", timeout=10) == 4  # HTTP's write, seen by the next event
             assert http.get(base + "/", timeout=10).json() == {"user": "ann", "n": 4, "note": "from the socket"}
-            http.get(base + "/logout", timeout=10).raise_for_status()
+            refused = http.post(base + "/logout", headers={"Origin": "http://evil.example"}, timeout=10)
+            assert refused.status_code == 403 and client.connected  # another site's page: nothing ends
+            http.post(base + "/logout", headers={"Origin": base}, timeout=10).raise_for_status()
             wait_until(lambda: bool(ended) and not client.connected, timeout=10.0)
             assert ended[0]["reason"] == "logout"
         finally:
