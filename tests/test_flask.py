@@ -597,3 +597,34 @@ def test_a_session_that_ended_under_a_view_is_409_and_a_busy_lock_503(flask_app:
     client = logged_in(app)
     answer = client.get("/busy")
     assert answer.status_code == 503 and b"the session is busy" in answer.data
+
+
+def test_a_permanent_session_cookie_lasts_permanent_session_lifetime(flask_app: tuple[Flask, SocketIO]) -> None:
+    import datetime
+
+    from werkzeug.http import parse_date
+
+    app, _ = flask_app
+    app.config["PERMANENT_SESSION_LIFETIME"] = datetime.timedelta(days=3)
+
+    @app.get("/remember-me/<on>")
+    def remember_me(on: str) -> Any:
+        session.permanent = on == "yes"
+        return {"permanent": session.permanent}
+
+    client = logged_in(app)
+    plain = client.get("/").headers.get("Set-Cookie") or ""
+    assert "Expires" not in plain and "expires" not in plain  # a browser-session cookie, as Flask's
+    answer = client.get("/remember-me/yes")
+    expires = re.search(r"expires=([^;]+)", answer.headers["Set-Cookie"], flags=re.I)
+    assert expires is not None
+    when = parse_date(expires.group(1))
+    assert when is not None
+    left = when - datetime.datetime.now(datetime.timezone.utc)
+    assert datetime.timedelta(days=2, hours=23) < left <= datetime.timedelta(days=3)
+    refreshed = client.get("/").headers.get("Set-Cookie") or ""
+    assert re.search(r"expires=", refreshed, flags=re.I)  # SESSION_REFRESH_EACH_REQUEST: sent again
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False
+    assert client.get("/").headers.get("Set-Cookie") is None
+    back = client.get("/remember-me/no").headers["Set-Cookie"]
+    assert not re.search(r"expires=", back, flags=re.I) and client.get("/").json["_permanent"] is False

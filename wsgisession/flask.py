@@ -78,7 +78,8 @@ _FLASK_COOKIE_KEYS = {
 class FlaskSession(SharedSession, SessionMixin):
     """The shared session with Flask's ``SessionMixin`` attributes.
 
-    ``permanent`` is Flask's (the ``_permanent`` key); ``new`` is ``is_new``;
+    ``permanent`` is Flask's (the ``_permanent`` key; the cookie then lasts
+    ``PERMANENT_SESSION_LIFETIME``); ``new`` is ``is_new``;
     ``modified`` says whether the data differs from the stored state (setting it
     is accepted and changes nothing: in-place edits are found without it);
     ``accessed`` says whether this request or event used the session (Flask
@@ -106,6 +107,20 @@ class FlaskSession(SharedSession, SessionMixin):
     @accessed.setter
     def accessed(self, value: bool) -> None:
         pass  # Flask marks every lookup of flask.session; the data's own use is what counts
+
+    def finish(self, autosave: bool) -> bool:
+        """Flask's cookie lifetime, then the layer's save: a permanent session's cookie lasts
+        ``PERMANENT_SESSION_LIFETIME`` (sent again on each request it was used in, as
+        ``SESSION_REFRESH_EACH_REQUEST`` says); a session made non-permanent gets a browser-session cookie.
+        """
+        if not self._pending_load and not self.ended and flask.has_app_context():
+            permanent = self._data.get("_permanent")
+            if permanent is not None:
+                app = flask.current_app
+                changed = "_permanent" in self.changes()[0]
+                if changed or (permanent and app.config.get("SESSION_REFRESH_EACH_REQUEST", True)):
+                    self.cookie_expires = app.permanent_session_lifetime if permanent else True
+        return super().finish(autosave)
 
 
 class UnavailableSession(NullSession):
