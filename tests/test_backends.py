@@ -187,8 +187,8 @@ def test_redis_backend_stores_utf8_text_verbatim(redis_client: redis.Redis[bytes
     sid = new_session_id()
     manager = RedisNamespaceManager(sid, url=redis_url)
     manager.set_value("session", '{"s": "\u00e9"}', expiretime=60)
-    assert redis_client.get(f"wsgisession:{sid}:session") == '{"s": "\u00e9"}'.encode()
-    assert 0 < redis_client.ttl(f"wsgisession:{sid}:session") <= 60
+    assert redis_client.get(f"wsgisession:{{{sid}}}:session") == '{"s": "\u00e9"}'.encode()
+    assert 0 < redis_client.ttl(f"wsgisession:{{{sid}}}:session") <= 60
     assert manager["session"] == '{"s": "\u00e9"}' and "session" in manager and manager.keys() == ["session"]
     with pytest.raises(TypeError):
         manager.set_value("session", b"{}")  # type: ignore[arg-type]
@@ -208,7 +208,7 @@ def test_redis_backend_never_unpickles_a_planted_pickle(
     store = Store(type="ext:redis", url=redis_url)
     for payload in pickles(marker):
         sid = new_session_id()
-        redis_client.set(f"wsgisession:{sid}:session", payload)
+        redis_client.set(f"wsgisession:{{{sid}}}:session", payload)
         assert manager_for(store).read(sid) is None
         text = store.read(sid)
         assert text is None or text == payload.decode("utf-8")  # protocol 0 is ASCII: text, but not JSON

@@ -18,6 +18,7 @@ from wsgisession.cookies import SessionCookie
 from wsgisession.ids import Fingerprint
 from wsgisession.manager import SessionManager
 from wsgisession.middleware import SessionMiddleware
+from wsgisession.redis_client import RedisSettings
 from wsgisession.store import Store
 
 
@@ -128,7 +129,8 @@ def test_invalidate_and_rotate_send_a_new_cookie(client: Client, manager: Sessio
 
 def test_store_down_answers_503_and_loses_nothing(make_manager: Callable[..., SessionManager], tmp_path: Any) -> None:
     port = free_port()  # nothing listens there: the store is down
-    store = Store(type="ext:redis", url=f"redis://127.0.0.1:{port}/0", socket_timeout=0.5)
+    store = Store(type="ext:redis", url=f"redis://127.0.0.1:{port}/0",
+                  redis=RedisSettings(socket_timeout=0.5, connect_timeout=0.5))
     manager = SessionManager(store=store, fingerprint=Fingerprint(secret=SECRET))
     client = Client(SessionMiddleware(app, manager=manager, cookie=SessionCookie(secret=SECRET)))
     cookie = SessionCookie(secret=SECRET).sign("A" * 43)

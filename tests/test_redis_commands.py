@@ -14,7 +14,7 @@ import redis.connection
 
 from tests.servers import free_port
 from wsgisession import redis_commands
-from wsgisession.redis_commands import Commands, commands_for
+from wsgisession.redis_commands import Commands, LuaScript, commands_for
 
 pytestmark = pytest.mark.redis
 
@@ -148,7 +148,7 @@ def test_an_idle_connection_the_server_closed_is_replaced(
 
 def test_a_lost_script_is_loaded_again(redis_client: redis.Redis[bytes]) -> None:
     commands = Commands(redis_client)
-    script = redis_client.register_script("return redis.call('GET', KEYS[1])")
+    script = LuaScript("return redis.call('GET', KEYS[1])")
     commands.execute("SET", "k", b"v")
     assert commands.run_script(script, ["k"], []) == b"v"
     redis_client.script_flush()

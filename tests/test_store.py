@@ -298,8 +298,8 @@ def test_redis_save_after_the_lock_expired_writes_nothing(redis_url: str) -> Non
     client = redis.Redis.from_url(redis_url)
     with pytest.raises(LockTimeout, match="expired before the save"):
         with store.transaction(sid) as txn:
-            client.delete(f"wsgisession-lock:{sid}")  # as if a pause outlived the TTL
-            client.set(f"wsgisession-lock:{sid}", "someone else")
+            client.delete(f"wsgisession:{{{sid}}}:lock")  # as if a pause outlived the TTL
+            client.set(f"wsgisession:{{{sid}}}:lock", "someone else")
             txn.write("stale")
     assert store.read(sid) == "old"
 

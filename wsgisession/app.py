@@ -246,6 +246,16 @@ def make_app(
     lock_timeout: float = 10.0,
     lock_ttl: float = 5.0,
     locking: bool = True,
+    redis_prefix: str = "wsgisession:",
+    redis_socket_timeout: float = 5.0,
+    redis_connect_timeout: float = 5.0,
+    redis_read_retries: int = 1,
+    redis_retry_backoff: float = 0.05,
+    redis_cluster: bool = False,
+    redis_ssl_cert_reqs: str | None = None,
+    redis_ssl_ca_certs: str | None = None,
+    redis_ssl_certfile: str | None = None,
+    redis_ssl_keyfile: str | None = None,
     allow_anonymous: bool = False,
     allowed_origins: Sequence[str] | None = None,
     allow_missing_origin: bool = False,
@@ -267,7 +277,8 @@ def make_app(
 
     ``server``: a python-socketio server built elsewhere (Flask-SocketIO's), whose
     handlers then all run through the session layer (:meth:`SessionSockets.adopt`);
-    ``socketio_options`` must then be empty.
+    ``socketio_options`` must then be empty. The ``redis_*`` options are the
+    Redis store's (:class:`wsgisession.redis_client.RedisSettings`).
     """
     cookie = SessionCookie(
         secret=secret,  # type: ignore[arg-type]  # checked inside: None is refused
@@ -282,8 +293,18 @@ def make_app(
     )
     if type == "file" and not data_dir:
         data_dir = os.path.join(os.getcwd(), "data", "sessions")
+    redis = None
+    if type in ("ext:redis", "redis"):
+        from .redis_client import RedisSettings  # redis is an optional extra
+
+        redis = RedisSettings(
+            prefix=redis_prefix, socket_timeout=redis_socket_timeout, connect_timeout=redis_connect_timeout,
+            read_retries=redis_read_retries, retry_backoff=redis_retry_backoff, cluster=redis_cluster,
+            ssl_cert_reqs=redis_ssl_cert_reqs, ssl_ca_certs=redis_ssl_ca_certs, ssl_certfile=redis_ssl_certfile,
+            ssl_keyfile=redis_ssl_keyfile,
+        )
     store = Store(type=type, data_dir=data_dir, url=url, lock_timeout=lock_timeout, lock_ttl=lock_ttl,
-                  locking=locking)
+                  locking=locking, redis=redis)
     manager = SessionManager(
         store=store,
         fingerprint=Fingerprint(secret=secret),  # type: ignore[arg-type]  # the cookie refused None already

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -102,6 +103,16 @@ OURS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "user_key": ("user_key", str),
     "census_timeout": ("census_timeout", float),
     "fast_json": ("fast_json", as_bool),
+    "redis_prefix": ("redis_prefix", str),
+    "redis_socket_timeout": ("redis_socket_timeout", float),
+    "redis_connect_timeout": ("redis_connect_timeout", float),
+    "redis_read_retries": ("redis_read_retries", int),
+    "redis_retry_backoff": ("redis_retry_backoff", float),
+    "redis_cluster": ("redis_cluster", as_bool),
+    "redis_ssl_cert_reqs": ("redis_ssl_cert_reqs", str),
+    "redis_ssl_ca_certs": ("redis_ssl_ca_certs", str),
+    "redis_ssl_certfile": ("redis_ssl_certfile", str),
+    "redis_ssl_keyfile": ("redis_ssl_keyfile", str),
 }
 
 #: socketio.<key> -> parser (passed to socketio.Server as keyword arguments)
@@ -119,6 +130,15 @@ SOCKETIO: dict[str, Callable[[str], Any]] = {
     "http_compression": as_bool,
     "compression_threshold": int,
 }
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _value(name: str, raw: str) -> str:

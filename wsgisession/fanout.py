@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import socketio
 
+from .config import safe_url as _safe
 from .errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -112,15 +113,6 @@ def reach(manager: socketio.PubSubManager, url: str) -> None:
     except Exception as exc:  # whatever the client library raises: say which key and why
         raise ConfigurationError(f"{KEY} = {_safe(url)}: the message queue cannot be reached ({exc})",
                                  key=KEY, value=_safe(url)) from exc
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def carry_lifecycle(manager: Any) -> None:

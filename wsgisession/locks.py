@@ -44,6 +44,9 @@ from .errors import LockTimeout
 if TYPE_CHECKING:
     import redis
 
+    from .redis_client import LazyCluster
+    from .redis_commands import LuaScript
+
 log = logging.getLogger(__name__)
 
 
@@ -233,15 +236,7 @@ end
 redis.call('del', KEYS[1])
 return 1
 """
-
-
-def _scripts(client: redis.Redis[bytes]) -> tuple[Any, Any]:
-    """The lock's Lua scripts, registered once per client (then run by SHA), kept on the client."""
-    scripts: tuple[Any, Any] | None = getattr(client, "_wsgisession_lock_scripts", None)
-    if scripts is None:
-        scripts = (client.register_script(_RENEW), client.register_script(_RELEASE))
-        setattr(client, "_wsgisession_lock_scripts", scripts)  # noqa: B010
-    return scripts
+_SCRIPTS: tuple[LuaScript, LuaScript] | None = None  # (renew, release), made on first use
 
 
 class RedisLock:
@@ -255,11 +250,14 @@ class RedisLock:
     writes nothing and gets :class:`~wsgisession.errors.LockTimeout`.
     """
 
-    def __init__(self, client: redis.Redis[bytes], name: str, *, ttl: float) -> None:
-        from .redis_commands import commands_for  # redis is an optional extra
+    def __init__(self, client: redis.Redis[bytes] | LazyCluster, name: str, *, ttl: float) -> None:
+        from .redis_commands import LuaScript, commands_for  # redis is an optional extra
 
+        global _SCRIPTS
+        if _SCRIPTS is None:
+            _SCRIPTS = (LuaScript(_RENEW), LuaScript(_RELEASE))
         self._commands = commands_for(client)
-        self._renew_script, self._release_script = _scripts(client)
+        self._renew_script, self._release_script = _SCRIPTS
         self._name = name
         self._ttl = ttl
         self._token = os.urandom(16).hex()
@@ -289,7 +287,8 @@ class RedisLock:
         if self._timer is None:
             return  # released meanwhile
         try:
-            renewed = self._renew_script(keys=[self._name], args=[self._token, str(int(self._ttl * 1000))])
+            renewed = self._commands.run_script(self._renew_script, [self._name],
+                                                [self._token, str(int(self._ttl * 1000))])
         except Exception as exc:  # Redis unreachable: try again, it may still be ours
             if self._timer is not None:
                 log.warning("could not renew a session lock: %s", exc)

@@ -25,14 +25,20 @@ a greenlet alone pays ~10-20 us more per command (docs/design.rst, docs/benchmar
 - Waiting greenlets have no timeout of their own: the reader's socket timeout
   bounds the wait. Only commands answered at once belong here (none blocks).
 - After a fork the child starts with no connection.
+
+On a Redis Cluster (:class:`ClusterCommands`) each command goes, pipelined the
+same way, to the primary that holds its key's slot (a session's commands name
+keys of one slot: one hash tag); a ``MOVED`` or ``ASK`` reply (the command did
+not run) refreshes the slot map and sends it again, at most twice.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import weakref
 from collections import deque
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import gevent
 import gevent.socket
@@ -40,10 +46,24 @@ import redis
 import redis.connection as redis_connection
 from gevent.hub import Hub, Waiter
 from gevent.lock import Semaphore
-from redis.commands.core import Script
 from redis.connection import Connection
 
+if TYPE_CHECKING:
+    from .redis_client import LazyCluster
+
+_T = TypeVar("_T")
+
 _IDLE_CHECK = 1.0  # seconds idle after which the connection is polled before a command
+
+
+class LuaScript:
+    """A Lua script run by its SHA1 (``EVALSHA``), loaded again if the server lost it."""
+
+    __slots__ = ("text", "sha")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
 class _Batch:
@@ -115,14 +135,13 @@ class Commands:
                 raise reply
         return replies
 
-    def run_script(self, script: Script, keys: Sequence[str], args: Sequence[str]) -> Any:
-        """``EVALSHA`` a script registered with ``register_script``, loading it if the server lost it."""
-        sha: str = getattr(script, "sha")  # noqa: B009 - not in the type stubs
+    def run_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """``EVALSHA`` ``script``, loading it first if the server does not have it (``SCRIPT LOAD``)."""
         try:
-            return self.execute("EVALSHA", sha, len(keys), *keys, *args)
+            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
-            self.execute("SCRIPT", "LOAD", getattr(script, "script"))  # noqa: B009
-            return self.execute("EVALSHA", sha, len(keys), *keys, *args)
+            self.execute("SCRIPT", "LOAD", script.text)
+            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _line_for(self, hub: Hub) -> _Line:
         line = self._line
@@ -307,10 +326,56 @@ def _forget_all() -> None:
 os.register_at_fork(after_in_child=_forget_all)  # gunicorn forks workers from a loaded app (preload)
 
 
-def commands_for(client: redis.Redis[bytes]) -> Commands:
-    """The :class:`Commands` of a client (one per client, kept on it)."""
-    commands: Commands | None = getattr(client, "_wsgisession_commands", None)
+class ClusterCommands:
+    """Session-path commands on a Redis Cluster: each to the :class:`Commands` of its key's primary."""
+
+    #: times a command answered MOVED or ASK (it did not run) is sent again after the slot map is refreshed
+    REROUTES = 2
+
+    def __init__(self, cluster: LazyCluster) -> None:
+        self._cluster = cluster
+        self._stale = False  # a node failed: ask for the slot map before the next command (it may have moved)
+
+    def _route(self, key: Any, call: Callable[[Commands], _T]) -> _T:
+        for attempt in range(self.REROUTES + 1):
+            cluster = self._cluster.get()
+            if self._stale:
+                cluster.nodes_manager.initialize()
+                self._stale = False
+            try:
+                node = cluster.get_node_from_key(key)
+                if node is None:
+                    raise redis.exceptions.SlotNotCoveredError(f"no node serves slot {cluster.keyslot(key)}")
+                commands = commands_for(cluster.get_redis_connection(node))
+                assert isinstance(commands, Commands)
+                return call(commands)
+            except (redis.exceptions.MovedError, redis.exceptions.AskError,
+                    redis.exceptions.SlotNotCoveredError):
+                if attempt == self.REROUTES:
+                    raise
+                self._stale = True  # the slots moved: ask the cluster again, then send it again
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._stale = True  # never sent again (it may have run); the next command asks first
+                raise
+        raise AssertionError("unreachable")
+
+    def execute(self, *args: Any) -> Any:
+        """One command; ``args[1]`` is its key."""
+        return self._route(args[1], lambda commands: commands.execute(*args))
+
+    def execute_many(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Commands on keys of one slot (the first command's key routes them all)."""
+        return self._route(commands[0][1], lambda on: on.execute_many(*commands))
+
+    def run_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """A script on keys of one slot (its first key routes it)."""
+        return self._route(keys[0], lambda commands: commands.run_script(script, keys, args))
+
+
+def commands_for(client: redis.Redis[bytes] | LazyCluster) -> Commands | ClusterCommands:
+    """The :class:`Commands` of a client (one per client, kept on it); a cluster's :class:`ClusterCommands`."""
+    commands: Commands | ClusterCommands | None = getattr(client, "_wsgisession_commands", None)
     if commands is None:
-        commands = Commands(client)
+        commands = Commands(client) if isinstance(client, redis.Redis) else ClusterCommands(client)
         setattr(client, "_wsgisession_commands", commands)  # noqa: B010
     return commands

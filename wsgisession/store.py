@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .backends import backend_for
 from .backends.base import Transaction
 from .errors import LockTimeout
 from .locks import LockRegistry, timeout_message
+
+if TYPE_CHECKING:
+    from .redis_client import RedisSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +55,12 @@ class Store:
         lock_timeout: float = 10.0,
         lock_ttl: float = 5.0,
         locking: bool = True,
+        redis: RedisSettings | None = None,
         **options: Any,
     ) -> None:
         if type in ("ext:redis", "redis"):
             options["lock_ttl"] = lock_ttl
+            options["settings"] = redis
             if lock_timeout <= lock_ttl:
                 log.warning(
                     "lock_timeout (%ss) is not longer than lock_ttl (%ss): a waiter may give up just before "

@@ -1,12 +1,18 @@
 """The Redis store: a Beaker namespace manager over Redis that stores ``str`` values verbatim.
 
-Keys are ``<prefix><namespace>:<key>``; values are UTF-8 text with an optional
-expiry (``SET ... EX``). Nothing read from Redis is ever unpickled. Session-path
-commands go through :mod:`wsgisession.redis_commands` (pipelined
-across greenlets). A transaction takes a :class:`~wsgisession.locks.RedisLock`
-and reads the session in the same round trip, stages its write, and writes it
-in the round trip that releases the lock: an atomic update costs two round
-trips, and a holder whose lock expired writes nothing.
+A session's keys are ``<prefix>{<id>}:session`` (its text, UTF-8, with an
+optional expiry: ``SET ... EX``) and ``<prefix>{<id>}:lock`` (its lock): one
+prefix, so one ACL pattern (``~wsgisession:*``) covers them, and one hash tag,
+so a Redis Cluster keeps them in one slot (the lock's script touches both).
+Nothing read from Redis is ever unpickled. The client comes from
+:mod:`wsgisession.redis_client` (TLS, Unix sockets, ACL users, Sentinel,
+Cluster); session-path commands go through :mod:`wsgisession.redis_commands`
+(pipelined across greenlets). A transaction takes a
+:class:`~wsgisession.locks.RedisLock` and reads the session in the same round
+trip, stages its write, and writes it in the round trip that releases the
+lock: an atomic update costs two round trips, and a holder whose lock expired
+writes nothing. A session read that fails on a connection error is tried again
+(``read_retries``, after ``retry_backoff``): it changes nothing; writes never are.
 """
 from __future__ import annotations
 
@@ -14,26 +20,24 @@ import hashlib
 import logging
 from typing import Any
 
+import gevent
 import redis
 from beaker.container import NamespaceManager
 
 from ..locks import RedisLock
-from .base import KEY, Backend, Transaction
+from ..redis_client import LazyCluster, RedisSettings, client_for, session_key
 from ..redis_commands import commands_for
+from .base import KEY, Backend, Transaction
 
 log = logging.getLogger(__name__)
 
-_clients: dict[tuple[str, float], redis.Redis[bytes]] = {}
+#: what a read may be tried again after: the command did not get an answer (a timeout is not: it may be slow)
+_RETRIED = (redis.ConnectionError, ConnectionError)
 
 
-def client_for(url: str, *, socket_timeout: float = 5.0) -> redis.Redis[bytes]:
-    """One shared connection pool per URL and timeout."""
-    client = _clients.get((url, socket_timeout))
-    if client is None:
-        client = _clients[(url, socket_timeout)] = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-        )
-    return client
+def _plain(client: redis.Redis[bytes] | LazyCluster) -> Any:
+    """The redis-py client itself (a cluster's is made on first use), for the commands off the session path."""
+    return client.get() if isinstance(client, LazyCluster) else client
 
 
 class RedisNamespaceManager(NamespaceManager):  # type: ignore[misc]
@@ -42,18 +46,19 @@ class RedisNamespaceManager(NamespaceManager):  # type: ignore[misc]
     def __init__(
         self,
         namespace: str,
-        url: str | redis.Redis[bytes] = "redis://127.0.0.1:6379/0",
+        url: str | redis.Redis[bytes] | LazyCluster = "redis://127.0.0.1:6379/0",
         prefix: str = "wsgisession:",
-        socket_timeout: float = 5.0,
+        settings: RedisSettings | None = None,
         **_: Any,
     ) -> None:
         super().__init__(namespace)
-        self.client = url if isinstance(url, redis.Redis) else client_for(url, socket_timeout=float(socket_timeout))
+        settings = settings or RedisSettings(prefix=prefix)
+        self.client = client_for(url, settings) if isinstance(url, str) else url
         self.commands = commands_for(self.client)  # GET, SET and DEL: the session path
-        self.prefix = prefix
+        self.prefix = settings.prefix
 
     def key(self, key: str) -> str:
-        return f"{self.prefix}{self.namespace}:{key}"
+        return session_key(self.prefix, self.namespace, key)
 
     def __getitem__(self, key: str) -> str:
         value = self.commands.execute("GET", self.key(key))
@@ -67,7 +72,7 @@ class RedisNamespaceManager(NamespaceManager):  # type: ignore[misc]
             raise KeyError(key) from None
 
     def __contains__(self, key: object) -> bool:
-        return bool(self.client.exists(self.key(str(key))))
+        return bool(self.commands.execute("EXISTS", self.key(str(key))))
 
     def has_key(self, key: str) -> bool:
         return key in self
@@ -88,13 +93,12 @@ class RedisNamespaceManager(NamespaceManager):  # type: ignore[misc]
             raise KeyError(key)
 
     def do_remove(self) -> None:
-        keys = list(self.client.scan_iter(match=self.key("*")))
-        if keys:
-            self.client.delete(*keys)
+        for key in self.keys():  # one slot: the namespace is the hash tag
+            self.commands.execute("DEL", self.key(key))
 
     def keys(self) -> list[str]:
         start = len(self.key(""))
-        return [bytes(k).decode()[start:] for k in self.client.scan_iter(match=self.key("*"))]
+        return [bytes(k).decode()[start:] for k in _plain(self.client).scan_iter(match=self.key("*"))]
 
 
 def _text(value: object) -> str | None:
@@ -112,12 +116,34 @@ class RedisBackend(Backend):
 
     name = "redis"
     expires = True
-    faults = (OSError, redis.RedisError)
+    faults = (OSError, redis.RedisError, redis.exceptions.RedisClusterException)
 
-    def __init__(self, *, url: str, lock_ttl: float = 5.0, socket_timeout: float = 5.0, **options: Any) -> None:
-        self.client = client_for(url, socket_timeout=float(socket_timeout))
-        super().__init__(RedisNamespaceManager, url=self.client, **options)  # the managers share this client
+    def __init__(self, *, url: str, lock_ttl: float = 5.0, settings: RedisSettings | None = None,
+                 **options: Any) -> None:
+        self.settings = settings = settings or RedisSettings()
+        self.client = client_for(url, settings)
+        # the managers share this client
+        super().__init__(RedisNamespaceManager, url=self.client, settings=settings, **options)
         self.lock_ttl = lock_ttl
+
+    def read(self, key: str) -> str | None:
+        """The stored text; a read the store did not answer is tried again ``read_retries`` times."""
+        delay = self.settings.retry_backoff
+        for _ in range(self.settings.read_retries):
+            try:
+                return self._read_once(key)
+            except _RETRIED as exc:
+                log.info("a session read got no answer (%s); trying again in %.3gs", exc, delay)
+                gevent.sleep(delay)
+                delay *= 2
+        return super().read(key)  # the last try: a fault is StoreUnavailable
+
+    def _read_once(self, key: str) -> str | None:
+        """Like Backend.read, but a connection error is raised as it is (for :meth:`read` to try again)."""
+        try:
+            return str(self.manager(key)[KEY])
+        except KeyError:
+            return None
 
     def remove(self, key: str) -> None:
         try:
@@ -129,7 +155,7 @@ class RedisBackend(Backend):
 
     def begin(self, key: str, timeout: float) -> Transaction:
         data_key = self.manager(key).key(KEY)
-        lock = RedisLock(self.client, f"wsgisession-lock:{key}", ttl=self.lock_ttl)
+        lock = RedisLock(self.client, session_key(self.settings.prefix, key, "lock"), ttl=self.lock_ttl)
         try:
             value = lock.acquire(timeout, read=data_key)  # the read rides along in the same write
         except self.faults as exc:
