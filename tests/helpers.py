@@ -9,7 +9,10 @@ from __future__ import annotations
 import enum
 import json
 import struct
+import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -213,3 +216,117 @@ def tampered(value: str, position: int = -6) -> str:
     i = position % len(value)
     replacement = "A" if value[i] != "A" else "B"
     return value[:i] + replacement + value[i + 1:]
+
+
+# -- load: many requests and events at once (the lost-update and deployment tests) ----------------
+def new_session(base: str) -> tuple[str, str]:
+    """A new session (``who = ann``); its Cookie header and its id."""
+    with requests.Session() as http:  # closed: an idle keep-alive connection would delay the server's stop
+        http.get(base + "/set", params={"who": "ann"}, timeout=10).raise_for_status()
+        cookie = cookie_header(http)
+    return cookie, cookie.split("=", 1)[1].rsplit(".", 1)[0]
+
+
+def get(base: str, cookie: str) -> dict[str, Any]:
+    response = requests.get(base + "/get", headers={"Cookie": cookie}, timeout=10)
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def http_job(base: str, cookie: str, path: str, **params: Any) -> Callable[[], tuple[str, dict[str, Any]]]:
+    def job() -> tuple[str, dict[str, Any]]:
+        response = requests.get(base + path, params=params, headers={"Cookie": cookie, "Connection": "close"},
+                                timeout=30)
+        response.raise_for_status()
+        return response.headers["X-Worker-Pid"], dict(response.json())
+
+    return job
+
+
+def socket_job(client: socketio.Client, event: str, args: list[Any]) -> Callable[[], list[Any]]:
+    """Emit ``event`` once per item of ``args`` without waiting, then wait for every ack."""
+
+    def job() -> list[Any]:
+        acks: list[Any] = []
+        lock, done = threading.Lock(), threading.Event()
+
+        def ack(value: Any = None) -> None:
+            with lock:
+                acks.append(value)
+                if len(acks) == len(args):
+                    done.set()
+
+        for arg in args:
+            client.emit(event, *([] if arg is None else [arg]), callback=ack)
+        assert done.wait(30), f"{len(acks)} of {len(args)} {event!r} events acknowledged"
+        return acks
+
+    return job
+
+
+def all_at_once(jobs: list[Callable[[], Any]]) -> list[Any]:
+    """Run every job in its own thread, all released at the same moment."""
+    barrier = threading.Barrier(len(jobs))
+
+    def run(job: Callable[[], Any]) -> Any:
+        barrier.wait(30)
+        return job()
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
+def four_sockets(base: str, cookie: str) -> list[socketio.Client]:
+    """Two websocket and two polling clients. A polling client sends what is queued in one
+    POST, and python-engineio refuses a payload of more than 16 packets (its ping-flood
+    fix): keep each client's burst under that (M / 4 events each)."""
+    return [connect(base, cookie=cookie, transport=t) for t in ("websocket", "websocket", "polling", "polling")]
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def check_increments(base: str, cookie: str, clients: list[socketio.Client], incr: str = "incr", *, N: int = 50,
+                     M: int = 50) -> dict[str, Any]:
+    """N HTTP ``/incr`` and M socket ``incr`` at once: every value 1..N+M handed out exactly once."""
+    http_jobs = [http_job(base, cookie, "/" + incr) for _ in range(N)]
+    event_jobs = [socket_job(c, incr, [None] * k) for c, k in zip(clients, split(M, len(clients)))]
+    started = time.monotonic()
+    results = all_at_once([*http_jobs, *event_jobs])
+    elapsed = time.monotonic() - started
+    http_values = [data["n"] for _, data in results[:N]]
+    event_values = [n for acks in results[N:] for n in acks]
+    pids = Counter(pid for pid, _ in results[:N])
+    final = get(base, cookie)
+    print(f"\n  {N} HTTP + {M} socket increments in {elapsed:.2f}s: n = {final['n']}; HTTP per worker {dict(pids)}")
+    assert sorted(http_values + event_values) == list(range(1, N + M + 1))
+    assert final["n"] == N + M
+    return {"pids": pids}
+
+
+def disconnect(clients: list[socketio.Client]) -> None:
+    for client in clients:
+        client.disconnect()
+
+
+def spread_sockets(base: str, cookie: str, workers: int) -> list[socketio.Client]:
+    """Websocket clients on as many workers as will take them: connected in bursts (one
+    at a time, the worker that accepted last tends to take them all), two per worker.
+    A worker still loading the app takes none: keep trying for a while."""
+    clients: list[socketio.Client] = []
+    per_worker: Counter[int] = Counter()
+    deadline = time.monotonic() + 15
+    while len(per_worker) < workers and time.monotonic() < deadline:
+        if clients:
+            time.sleep(0.2)
+        with ThreadPoolExecutor(2 * workers) as pool:
+            burst = list(pool.map(lambda _: connect(base, cookie=cookie, transport="websocket"), range(2 * workers)))
+        for client in burst:
+            pid = int(client.call("pid", timeout=10))
+            if per_worker[pid] < 2:
+                per_worker[pid] += 1
+                clients.append(client)
+            else:
+                client.disconnect()
+    return clients

@@ -167,41 +167,208 @@ def gunicorn_app(app_uri: str, directory: Path, *, env: dict[str, str], workers:
         server.stop()
 
 
+def redis_binary(name: str = "redis-server") -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        raise RuntimeError(f"{name} is not installed (apt-get install {name}; .ci/run does it)")
+    return binary
+
+
+@dataclass
+class Certificates:
+    """A test CA and a server certificate it signed for 127.0.0.1 (PEM files)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """A CA and a server certificate for IP 127.0.0.1, made with openssl (EC P-256, valid one day)."""
+    openssl = redis_binary("openssl")
+    directory.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *args: subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory)  # noqa: E731
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=wsgisession test CA")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "1", "-extfile", "san.ext")
+    return Certificates(ca=directory / "ca.pem", cert=directory / "server.pem", key=directory / "server.key")
+
+
 class Redis:
     """A private redis-server on 127.0.0.1 that a test can stop and start again.
 
     ``persistent`` keeps an append-only file in ``directory``, so the server
-    finds its data again after a restart on the same port.
+    finds its data again after a restart on the same port. ``tls`` serves TLS
+    only (``rediss://``), ``unix`` a Unix socket only (``unix://``); ``config``
+    adds lines to its configuration file (``user ...``, ``replicaof ...``).
     """
 
-    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
-        self.binary = binary
+    def __init__(self, directory: Path, *, persistent: bool = False, tls: Certificates | None = None,
+                 unix: bool = False, config: tuple[str, ...] = ()) -> None:
+        self.binary = redis_binary()
         self.directory = directory
         self.persistent = persistent
+        self.tls = tls
+        self.unix = unix
+        self.config = config
         self.port = free_port()
+        self.socket_path = directory / f"redis-{self.port}.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        if self.unix:
+            return f"unix://{self.socket_path}?db=0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    def conf(self) -> list[str]:
+        lines = ["bind 127.0.0.1", 'save ""', f"dir {self.directory}", f"pidfile {self.directory}/redis-{self.port}.pid"]
+        lines += ["appendonly yes", "appendfsync always"] if self.persistent else ["appendonly no"]
+        lines.append(f"appendfilename appendonly-{self.port}.aof")
+        lines.append(f"appenddirname appendonly-{self.port}")
+        if self.unix:
+            lines += ["port 0", f"unixsocket {self.socket_path}", "unixsocketperm 700"]
+        elif self.tls:
+            lines += ["port 0", f"tls-port {self.port}", f"tls-cert-file {self.tls.cert}",
+                      f"tls-key-file {self.tls.key}", f"tls-ca-cert-file {self.tls.ca}", "tls-auth-clients no",
+                      "tls-replication yes"]
+        else:
+            lines.append(f"port {self.port}")
+        return lines + list(self.config)
 
     def start(self) -> None:
-        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
-             "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, process=self.process)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        conf = self.directory / f"redis-{self.port}.conf"
+        conf.write_text("\n".join(self.conf()) + "\n")
+        self.process = subprocess.Popen([self.binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.unix:
+            deadline = time.monotonic() + 15
+            while not self.socket_path.exists():
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not open {self.socket_path}")
+                time.sleep(0.05)
+        else:
+            wait_for_port(self.port, process=self.process)
+
+    def kill(self) -> None:
+        """SIGKILL: as a machine that dies (nothing flushed, no goodbye to replicas)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
         self.process = None
+
+
+class Sentinel:
+    """A primary, a replica and one redis-sentinel watching them (quorum 1), on 127.0.0.1.
+
+    ``url`` is the ``redis+sentinel://`` URL of service ``mymaster``. The
+    sentinel calls the primary down after 1 s without an answer and promotes
+    the replica.
+    """
+
+    SERVICE = "mymaster"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.primary = Redis(directory / "primary")
+        self.replica = Redis(directory / "replica", config=(f"replicaof 127.0.0.1 {self.primary.port}",))
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/0/{self.SERVICE}"
+
+    def start(self) -> None:
+        self.primary.start()
+        self.replica.start()
+        conf = self.directory / "sentinel.conf"
+        conf.write_text("\n".join([
+            f"port {self.port}", "bind 127.0.0.1", f"dir {self.directory}",
+            f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.primary.port} 1",
+            f"sentinel down-after-milliseconds {self.SERVICE} 1000",
+            f"sentinel failover-timeout {self.SERVICE} 10000",
+            f"sentinel parallel-syncs {self.SERVICE} 1",
+        ]) + "\n")
+        self.process = subprocess.Popen([redis_binary("redis-sentinel"), str(conf)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, process=self.process)
+        self.wait_for(lambda: self.replicas_seen() >= 1, "the sentinel to see the replica")
+
+    def ask(self, *command: str) -> Any:
+        import redis
+
+        with redis.Redis(port=self.port, socket_timeout=2) as client:
+            return client.execute_command(*command)
+
+    def replicas_seen(self) -> int:
+        return len([r for r in self.ask("SENTINEL", "REPLICAS", self.SERVICE) if b"s_down" not in r.get("flags", b"")])
+
+    def primary_port(self) -> int:
+        return int(self.ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.SERVICE)[1])
+
+    def wait_for(self, predicate: Any, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if predicate():
+                    return
+            except Exception:  # noqa: BLE001 - a server in the middle of a switch
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout}s for {what}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+        self.replica.stop()
+        self.primary.stop()
+
+
+class Cluster:
+    """A Redis Cluster of three primaries on 127.0.0.1 (no replicas), made by ``redis-cli --cluster create``."""
+
+    def __init__(self, directory: Path, *, size: int = 3) -> None:
+        self.nodes = [Redis(directory / f"node{i}", config=()) for i in range(size)]
+        for node in self.nodes:
+            node.config = ("cluster-enabled yes", f"cluster-config-file nodes-{node.port}.conf",
+                           "cluster-node-timeout 2000", f"cluster-port {free_port()}")
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        import redis
+
+        for node in self.nodes:
+            node.start()
+        subprocess.run([redis_binary("redis-cli"), "--cluster", "create",
+                        *[f"127.0.0.1:{node.port}" for node in self.nodes], "--cluster-replicas", "0",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        for node in self.nodes:
+            with redis.Redis(port=node.port) as client:
+                while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the cluster did not come up")
+                    time.sleep(0.1)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 @contextlib.contextmanager

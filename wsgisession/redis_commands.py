@@ -188,8 +188,8 @@ class Commands:
             if line.broken:
                 return False
             if not line.connected:
-                try:  # sending nothing connects the way a first command does (connect() adds retries)
-                    line.connection.send_packed_command([], check_health=False)
+                try:  # connect(), as the pool does: a Sentinel's connection asks the sentinels for the primary here
+                    line.connection.connect()
                 except BaseException as exc:
                     self._break(line, exc)
                     raise

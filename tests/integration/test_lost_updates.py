@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +18,11 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
-import socketio
 
-from tests.helpers import ROOT, connect, cookie_header, counter_http
+from tests.helpers import (
+    ROOT, all_at_once, check_increments, connect, cookie_header, counter_http, disconnect, four_sockets, get, http_job,
+    new_session, socket_job, split, spread_sockets,
+)
 from tests.servers import Server, gunicorn, serve, write_ini
 
 N = 50  # HTTP requests
@@ -51,97 +52,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield server
 
 
-# -- clients -----------------------------------------------------------------
-def new_session(base: str) -> tuple[str, str]:
-    """A new session (``who = ann``); its Cookie header and its id."""
-    with requests.Session() as http:  # closed: an idle keep-alive connection would delay the server's stop
-        http.get(base + "/set", params={"who": "ann"}, timeout=10).raise_for_status()
-        cookie = cookie_header(http)
-    return cookie, cookie.split("=", 1)[1].rsplit(".", 1)[0]
-
-
-def get(base: str, cookie: str) -> dict[str, Any]:
-    response = requests.get(base + "/get", headers={"Cookie": cookie}, timeout=10)
-    response.raise_for_status()
-    return dict(response.json())
-
-
-def http_job(base: str, cookie: str, path: str, **params: Any) -> Callable[[], tuple[str, dict[str, Any]]]:
-    def job() -> tuple[str, dict[str, Any]]:
-        response = requests.get(base + path, params=params, headers={"Cookie": cookie, "Connection": "close"},
-                                timeout=30)
-        response.raise_for_status()
-        return response.headers["X-Worker-Pid"], dict(response.json())
-
-    return job
-
-
-def socket_job(client: socketio.Client, event: str, args: list[Any]) -> Callable[[], list[Any]]:
-    """Emit ``event`` once per item of ``args`` without waiting, then wait for every ack."""
-
-    def job() -> list[Any]:
-        acks: list[Any] = []
-        lock, done = threading.Lock(), threading.Event()
-
-        def ack(value: Any = None) -> None:
-            with lock:
-                acks.append(value)
-                if len(acks) == len(args):
-                    done.set()
-
-        for arg in args:
-            client.emit(event, *([] if arg is None else [arg]), callback=ack)
-        assert done.wait(30), f"{len(acks)} of {len(args)} {event!r} events acknowledged"
-        return acks
-
-    return job
-
-
-def all_at_once(jobs: list[Callable[[], Any]]) -> list[Any]:
-    """Run every job in its own thread, all released at the same moment."""
-    barrier = threading.Barrier(len(jobs))
-
-    def run(job: Callable[[], Any]) -> Any:
-        barrier.wait(30)
-        return job()
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run, jobs))
-
-
-def sockets(base: str, cookie: str) -> list[socketio.Client]:
-    """Two websocket and two polling clients. A polling client sends what is queued in one
-    POST, and python-engineio refuses a payload of more than 16 packets (its ping-flood
-    fix): keep each client's burst under that (M / 4 events each)."""
-    return [connect(base, cookie=cookie, transport=t) for t in ("websocket", "websocket", "polling", "polling")]
-
-
-def split(total: int, parts: int) -> list[int]:
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
-def check_increments(base: str, cookie: str, clients: list[socketio.Client], incr: str = "incr") -> dict[str, Any]:
-    """N HTTP ``/incr`` and M socket ``incr`` at once: every value 1..N+M handed out exactly once."""
-    http_jobs = [http_job(base, cookie, "/" + incr) for _ in range(N)]
-    event_jobs = [socket_job(c, incr, [None] * k) for c, k in zip(clients, split(M, len(clients)))]
-    started = time.monotonic()
-    results = all_at_once([*http_jobs, *event_jobs])
-    elapsed = time.monotonic() - started
-    http_values = [data["n"] for _, data in results[:N]]
-    event_values = [n for acks in results[N:] for n in acks]
-    pids = Counter(pid for pid, _ in results[:N])
-    final = get(base, cookie)
-    print(f"\n  {N} HTTP + {M} socket increments in {elapsed:.2f}s: n = {final['n']}; HTTP per worker {dict(pids)}")
-    assert sorted(http_values + event_values) == list(range(1, N + M + 1))
-    assert final["n"] == N + M
-    return {"pids": pids}
-
-
-def disconnect(clients: list[socketio.Client]) -> None:
-    for client in clients:
-        client.disconnect()
-
-
 # -- rule 5: atomic updates, one process per store ---------------------------------
 # In one process, a handler that never yields between its read and its write cannot
 # interleave with another: the "_slow" variants yield to other greenlets there, as a
@@ -149,7 +59,7 @@ def disconnect(clients: list[socketio.Client]) -> None:
 @pytest.mark.parametrize("incr", ["incr", "incr_slow"])
 def test_rule5_http_and_socket_increments_end_at_exactly_n_plus_m(server: Server, incr: str) -> None:
     cookie, _ = new_session(server.url)
-    clients = sockets(server.url, cookie)
+    clients = four_sockets(server.url, cookie)
     try:
         check_increments(server.url, cookie, clients, incr)
     finally:
@@ -160,7 +70,7 @@ def test_rule5_http_and_socket_increments_end_at_exactly_n_plus_m(server: Server
 @pytest.mark.parametrize("set_", ["set", "set_slow"])
 def test_rule4_writers_of_different_keys_lose_nothing(server: Server, set_: str) -> None:
     cookie, _ = new_session(server.url)
-    clients = sockets(server.url, cookie)
+    clients = four_sockets(server.url, cookie)
     try:
         http_jobs = [http_job(server.url, cookie, "/" + set_, **{f"h{i}": str(i)}) for i in range(N)]
         event_jobs = [
@@ -238,28 +148,6 @@ def test_rule5_increments_across_gunicorn_workers(
         print(f"  sockets per worker {dict(socket_pids)}")
         assert len(socket_pids) >= 2 and len(outcome["pids"]) >= 2, "the clients did not spread over the workers"
         assert "Traceback" not in server.output()
-
-
-def spread_sockets(base: str, cookie: str, workers: int) -> list[socketio.Client]:
-    """Websocket clients on as many workers as will take them: connected in bursts (one
-    at a time, the worker that accepted last tends to take them all), two per worker.
-    A worker still loading the app takes none: keep trying for a while."""
-    clients: list[socketio.Client] = []
-    per_worker: Counter[int] = Counter()
-    deadline = time.monotonic() + 15
-    while len(per_worker) < workers and time.monotonic() < deadline:
-        if clients:
-            time.sleep(0.2)
-        with ThreadPoolExecutor(2 * workers) as pool:
-            burst = list(pool.map(lambda _: connect(base, cookie=cookie, transport="websocket"), range(2 * workers)))
-        for client in burst:
-            pid = int(client.call("pid", timeout=10))
-            if per_worker[pid] < 2:
-                per_worker[pid] += 1
-                clients.append(client)
-            else:
-                client.disconnect()
-    return clients
 
 
 @pytest.mark.slow

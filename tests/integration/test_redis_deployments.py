@@ -1,0 +1,157 @@
+"""The contract on every managed-Redis form, each on real servers this module starts on 127.0.0.1.
+
+For each store URL (``rediss://`` on a certificate made with openssl, ``unix://``,
+an ACL user limited to the prefix's keys and the commands docs/configuration.rst
+lists, ``redis+sentinel://`` with a primary, a replica and redis-sentinel, and a
+Redis Cluster of three primaries) the message queue runs on the same Redis, and
+two gunicorn workers serve tests/lost_updates_app.py. One test per form walks the
+session rules across the two workers: refusals, fresh reads both ways, lost
+updates (rules 4 and 5), emit_to_session, rotation and logout reaching the other
+worker's sockets, and where the keys are (one prefix, one hash tag, a TTL).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import redis
+import redis.cluster
+import requests
+
+from tests.helpers import (
+    all_at_once, check_increments, disconnect, get, http_job, new_session, refusal, socket_job, split,
+    spread_sockets, wait_until,
+)
+from tests.servers import Cluster, Redis, Sentinel, gunicorn, make_certificates, write_ini
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+APP = "call:tests.lost_updates_app:app_factory"
+PASSWORD = "s3cret-of-the-app"
+#: the ACL of the store's user, as docs/configuration.rst gives it (its channel is the message queue's)
+ACL = ("user shop on >{password} resetkeys ~shop:* resetchannels &shop -@all "
+       "+get +set +del +exists +pexpire +evalsha +script|load +ping +publish +subscribe +unsubscribe")
+
+
+class Deployment:
+    """One Redis form: the INI settings of the store and the queue, and an admin client to look at the keys."""
+
+    def __init__(self, settings: dict[str, Any], admin: Any, prefix: str = "wsgisession:") -> None:
+        self.settings = {"beaker.session.type": "ext:redis", "beaker.session.data_dir": None,
+                         "beaker.session.timeout": 3600, **settings}
+        self.admin = admin
+        self.prefix = prefix
+
+
+@contextlib.contextmanager
+def deployment_of(form: str, directory: Path) -> Iterator[Deployment]:
+    if form == "tls":
+        certs = make_certificates(directory / "certs")
+        server = Redis(directory, tls=certs)
+        server.start()
+        try:
+            yield Deployment({"beaker.session.url": server.url, "wsgisession.redis_ssl_cert_reqs": "required",
+                              "wsgisession.redis_ssl_ca_certs": str(certs.ca),
+                              "socketio.message_queue": f"{server.url}?ssl_ca_certs={certs.ca}"},
+                             redis.Redis.from_url(server.url, ssl_ca_certs=str(certs.ca)))
+        finally:
+            server.stop()
+    elif form == "unix":
+        server = Redis(directory, unix=True)
+        server.start()
+        try:
+            yield Deployment({"beaker.session.url": server.url, "socketio.message_queue": server.url},
+                             redis.Redis.from_url(server.url))
+        finally:
+            server.stop()
+    elif form == "acl":
+        server = Redis(directory, config=(ACL.format(password=PASSWORD), "user admin on >admin ~* &* +@all",
+                                          "user default off"))
+        server.start()
+        url = f"redis://shop:{PASSWORD}@127.0.0.1:{server.port}/0"
+        try:
+            yield Deployment({"beaker.session.url": url, "wsgisession.redis_prefix": "shop:",
+                              "socketio.message_queue": url, "socketio.channel": "shop"},
+                             redis.Redis(port=server.port, username="admin", password="admin"), prefix="shop:")
+        finally:
+            server.stop()
+    elif form == "sentinel":
+        sentinel = Sentinel(directory)
+        sentinel.start()
+        try:
+            yield Deployment({"beaker.session.url": sentinel.url, "socketio.message_queue": sentinel.url},
+                             redis.Redis(port=sentinel.primary.port))
+        finally:
+            sentinel.stop()
+    elif form == "cluster":
+        cluster = Cluster(directory)
+        cluster.start()
+        try:
+            yield Deployment({"beaker.session.url": cluster.url, "wsgisession.redis_cluster": "true",
+                              "socketio.message_queue": cluster.url},
+                             redis.cluster.RedisCluster.from_url(cluster.url))
+        finally:
+            cluster.stop()
+    else:
+        raise AssertionError(form)
+
+
+@pytest.mark.parametrize("form", ["tls", "unix", "acl", "sentinel", "cluster"])
+def test_the_session_rules_hold_across_two_workers(form: str, tmp_path: Path) -> None:
+    with deployment_of(form, tmp_path / "redis") as deployment, \
+            gunicorn(write_ini(tmp_path, use=APP, **deployment.settings), workers=2) as server:
+        # rule 1: no cookie, no socket; the store answers the handshake
+        assert refusal(server.url) == "no_cookie"
+        cookie, session_id = new_session(server.url)
+        clients = spread_sockets(server.url, cookie, 2)
+        try:
+            pids = Counter(client.call("pid", timeout=10) for client in clients)
+            assert len(pids) == 2, f"sockets on both workers: {dict(pids)}"
+            # rules 2 and 3: what HTTP wrote the sockets read, and back
+            http_job(server.url, cookie, "/set", by_http="1")()
+            assert all(client.call("get", timeout=10)["by_http"] == "1" for client in clients)
+            clients[0].call("set", {"by_socket": 2}, timeout=10)
+            assert get(server.url, cookie)["by_socket"] == 2
+            # rules 4 and 5: nothing lost from HTTP and sockets on both workers at once
+            outcome = check_increments(server.url, cookie, clients, "incr_slow")
+            assert len(outcome["pids"]) == 2
+            http_jobs = [http_job(server.url, cookie, "/set_slow", **{f"h{i}": str(i)}) for i in range(20)]
+            event_jobs = [socket_job(c, "set_slow", [{f"s{n}_{i}": i} for i in range(k)])
+                          for n, (c, k) in enumerate(zip(clients, split(20, len(clients))))]
+            all_at_once([*http_jobs, *event_jobs])
+            data = get(server.url, cookie)
+            assert all(data[f"h{i}"] == str(i) for i in range(20)) and data["who"] == "ann"
+            assert sum(1 for key in data if key.startswith("s") and "_" in key) == 20
+            # the keys: one prefix, the id as hash tag, an expiry; the lock is gone
+            key = f"{deployment.prefix}{{{session_id}}}:session"
+            assert 0 < deployment.admin.ttl(key) <= 3600
+            assert not deployment.admin.exists(f"{deployment.prefix}{{{session_id}}}:lock")
+            # rule 10: emit_to_session reaches the sockets of both workers
+            notes: list[Any] = []
+            for client in clients:
+                client.on("note", notes.append)
+            http_job(server.url, cookie, "/emit", msg="hello")()
+            wait_until(lambda: len(notes) == len(clients), timeout=5)
+            # rule 8: rotation; the old cookie loads nothing, the sockets follow
+            with requests.Session() as http:
+                http.headers["Cookie"] = cookie
+                rotated = http.get(server.url + "/rotate", timeout=10)
+                rotated.raise_for_status()
+                new_cookie = cookie.split("=", 1)[0] + "=" + rotated.cookies[cookie.split("=", 1)[0]]
+            assert "who" not in requests.get(server.url + "/get", headers={"Cookie": cookie}, timeout=10).json()
+            http_job(server.url, new_cookie, "/set", after="rotation")()
+            wait_until(lambda: all(c.call("get", timeout=10).get("after") == "rotation" for c in clients), timeout=5)
+            # rule 7: logout on one worker ends the sockets of both
+            ended: list[Any] = []
+            for client in clients:
+                client.on("session_ended", ended.append)
+            requests.get(server.url + "/logout", headers={"Cookie": new_cookie}, timeout=10).raise_for_status()
+            wait_until(lambda: len(ended) == len(clients) and not any(c.connected for c in clients), timeout=5)
+            assert refusal(server.url, cookie=new_cookie) == "unknown_session"
+        finally:
+            disconnect(clients)
+        assert "Traceback" not in server.output()
+        assert session_id not in server.output() and PASSWORD not in server.output()
