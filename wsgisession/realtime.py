@@ -327,7 +327,7 @@ class SessionSockets:
             log.error("event of socket %s not handled: the session store is unavailable", sid)
             binding = self._bindings.get(sid)
             self.sio.emit("session_error", {"reason": "store_unavailable"}, to=sid, namespace=binding and binding[0])
-            return None
+            return {"error": "store_unavailable"}  # as a lock timeout is answered: the client may try again
         except (socketio.exceptions.ConnectionRefusedError, ConnectionRefusedError):
             raise  # a connect handler's refusal: python-socketio answers it
         except Exception:

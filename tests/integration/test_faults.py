@@ -30,7 +30,7 @@ def test_store_down_refuses_clearly_loses_nothing_and_recovers(tmp_path: Path, r
             assert response.status_code == 503 and "session store is unavailable" in response.text
             assert "Set-Cookie" not in response.headers  # nothing invalidated or rotated
             assert refusal(server.url, cookie=cookie) == "store_unavailable"
-            assert client.call("get") is None  # the handler saw StoreUnavailable
+            assert client.call("get") == {"error": "store_unavailable"}  # the handler saw StoreUnavailable
             wait_until(lambda: errors == [{"reason": "store_unavailable"}])
             assert client.connected
 
