@@ -95,3 +95,41 @@ def test_env_values_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("TEST_SESSION_SECRET")
     with pytest.raises(ConfigurationError, match="TEST_SESSION_SECRET is not set"):
         from_settings({"beaker.session.secret": "env:TEST_SESSION_SECRET"})
+
+
+def test_the_redis_store_keys_are_typed() -> None:
+    kwargs = from_settings({
+        "wsgisession.redis_prefix": "shop:",
+        "wsgisession.redis_socket_timeout": "2",
+        "wsgisession.redis_connect_timeout": "0.5",
+        "wsgisession.redis_read_retries": "3",
+        "wsgisession.redis_retry_backoff": "0.1",
+        "wsgisession.redis_cluster": "yes",
+        "wsgisession.redis_ssl_cert_reqs": "required",
+        "wsgisession.redis_ssl_ca_certs": "/etc/ssl/redis-ca.pem",
+        "wsgisession.redis_ssl_certfile": "/etc/ssl/app.pem",
+        "wsgisession.redis_ssl_keyfile": "/etc/ssl/app.key",
+    })
+    assert kwargs == {
+        "redis_prefix": "shop:", "redis_socket_timeout": 2.0, "redis_connect_timeout": 0.5, "redis_read_retries": 3,
+        "redis_retry_backoff": 0.1, "redis_cluster": True, "redis_ssl_cert_reqs": "required",
+        "redis_ssl_ca_certs": "/etc/ssl/redis-ca.pem", "redis_ssl_certfile": "/etc/ssl/app.pem",
+        "redis_ssl_keyfile": "/etc/ssl/app.key",
+    }
+
+
+@pytest.mark.parametrize("key, value", [("wsgisession.redis_cluster", "maybe"),
+                                        ("wsgisession.redis_read_retries", "twice"),
+                                        ("wsgisession.redis_socket_timeout", "5s")])
+def test_a_redis_value_that_does_not_parse_names_its_key(key: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=key) as caught:
+        from_settings({key: value})
+    assert caught.value.key == key
+
+
+def test_a_bad_redis_prefix_in_an_ini_stops_make_app_naming_the_key() -> None:
+    from tests.helpers import SECRET
+    from wsgisession.app import make_app
+
+    with pytest.raises(ConfigurationError, match="wsgisession.redis_prefix"):
+        make_app(secret=SECRET, type="ext:redis", url="redis://127.0.0.1:1/0", redis_prefix="{app}")

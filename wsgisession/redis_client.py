@@ -156,8 +156,11 @@ def make_client(url: str, settings: RedisSettings) -> Client:
         raise _refuse(url, str(exc)) from None
     if scheme != "unix" and port is None and not urlsplit(url).hostname:
         raise _refuse(url, "no host")
+    database = urlsplit(url).path.strip("/")
+    if scheme != "unix" and database and not database.isdigit():
+        raise _refuse(url, f"the database {database!r} is not a number")  # redis-py would use 0
     if settings.cluster:
-        if urlsplit(url).path.strip("/") not in ("", "0"):
+        if database not in ("", "0"):
             raise _refuse(url, "a Redis Cluster has database 0 only")
         return LazyCluster(url, {**timeouts, **tls})
     try:
