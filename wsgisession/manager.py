@@ -33,6 +33,10 @@ class Listener(Protocol):
     def session_rotated(self, old_id: str, new_id: str) -> None: ...
 
 
+#: seconds a store that expires records (Redis) keeps one past its expiry: longer than the default sweep interval
+EXPIRED_KEPT = 60
+
+
 class SessionManager:
     """Loads, saves, moves and ends session records for both HTTP and sockets."""
 
@@ -66,14 +70,19 @@ class SessionManager:
 
     # -- records ---------------------------------------------------------
     def ttl(self, record: Record) -> int | None:
-        """How long the store may keep a record: past it, it is expired anyway."""
+        """How long the store may keep a record: until it expires, and :data:`EXPIRED_KEPT` seconds more.
+
+        An expired record is never served (:meth:`live`); kept a while, the
+        sweep still finds it and tells its sockets ``expired`` (a record the
+        store already dropped reads as a logout).
+        """
         limits = []
         now = self.clock()
         if self.timeout:
             limits.append(record.accessed + self.timeout - now)
         if self.absolute_timeout:
             limits.append(record.created + self.absolute_timeout - now)
-        return max(1, int(min(limits)) + 1) if limits else None
+        return max(0, int(min(limits)) + 1) + EXPIRED_KEPT if limits else None
 
     def expired(self, record: Record) -> bool:
         now = self.clock()

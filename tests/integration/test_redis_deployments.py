@@ -7,11 +7,13 @@ Redis Cluster of three primaries) the message queue runs on the same Redis, and
 two gunicorn workers serve tests/lost_updates_app.py. One test per form walks the
 session rules across the two workers: refusals, fresh reads both ways, lost
 updates (rules 4 and 5), emit_to_session, rotation and logout reaching the other
-worker's sockets, and where the keys are (one prefix, one hash tag, a TTL).
+worker's sockets, and where the keys are (one prefix, one hash tag, a TTL);
+another, on one server, a dead holder's lock and the idle timeout.
 """
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,10 +24,11 @@ import redis.cluster
 import requests
 
 from tests.helpers import (
-    all_at_once, check_increments, disconnect, get, http_job, new_session, refusal, socket_job, split,
+    all_at_once, check_increments, connect, disconnect, get, http_job, new_session, refusal, socket_job, split,
     spread_sockets, wait_until,
 )
-from tests.servers import Cluster, Redis, Sentinel, gunicorn, make_certificates, write_ini
+from tests.servers import Cluster, Redis, Sentinel, gunicorn, make_certificates, serve, write_ini
+from wsgisession.manager import EXPIRED_KEPT
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -99,10 +102,14 @@ def deployment_of(form: str, directory: Path) -> Iterator[Deployment]:
         raise AssertionError(form)
 
 
-@pytest.mark.parametrize("form", ["tls", "unix", "acl", "sentinel", "cluster"])
-def test_the_session_rules_hold_across_two_workers(form: str, tmp_path: Path) -> None:
-    with deployment_of(form, tmp_path / "redis") as deployment, \
-            gunicorn(write_ini(tmp_path, use=APP, **deployment.settings), workers=2) as server:
+@pytest.fixture(scope="module", params=["tls", "unix", "acl", "sentinel", "cluster"])
+def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deployment_of(request.param, tmp_path_factory.mktemp(request.param)) as made:
+        yield made
+
+
+def test_the_session_rules_hold_across_two_workers(deployment: Deployment, tmp_path: Path) -> None:
+    with gunicorn(write_ini(tmp_path, use=APP, **deployment.settings), workers=2) as server:
         # rule 1: no cookie, no socket; the store answers the handshake
         assert refusal(server.url) == "no_cookie"
         cookie, session_id = new_session(server.url)
@@ -127,7 +134,7 @@ def test_the_session_rules_hold_across_two_workers(form: str, tmp_path: Path) ->
             assert sum(1 for key in data if key.startswith("s") and "_" in key) == 20
             # the keys: one prefix, the id as hash tag, an expiry; the lock is gone
             key = f"{deployment.prefix}{{{session_id}}}:session"
-            assert 0 < deployment.admin.ttl(key) <= 3600
+            assert 3600 < deployment.admin.ttl(key) <= 3601 + EXPIRED_KEPT  # the idle timeout, and the sweep's margin
             assert not deployment.admin.exists(f"{deployment.prefix}{{{session_id}}}:lock")
             # rule 10: emit_to_session reaches the sockets of both workers
             notes: list[Any] = []
@@ -155,3 +162,26 @@ def test_the_session_rules_hold_across_two_workers(form: str, tmp_path: Path) ->
             disconnect(clients)
         assert "Traceback" not in server.output()
         assert session_id not in server.output() and PASSWORD not in server.output()
+
+
+def test_expiry_and_a_dead_holders_lock(deployment: Deployment, tmp_path: Path) -> None:
+    """Rules 6 and 9: a lock left by a holder that died frees within its TTL; an idle session expires."""
+    settings = {**deployment.settings, "beaker.session.timeout": 2, "wsgisession.touch_interval": 1,
+                "wsgisession.sweep_interval": 0.5, "wsgisession.lock_ttl": 1, "wsgisession.lock_timeout": 5}
+    with serve(write_ini(tmp_path, use=APP, **settings)) as server:
+        cookie, session_id = new_session(server.url)
+        lock = f"{deployment.prefix}{{{session_id}}}:lock"
+        deployment.admin.set(lock, "a holder that died", px=1000)  # as a SIGKILLed worker leaves it
+        started = time.monotonic()
+        assert http_job(server.url, cookie, "/incr")()[1]["n"] == 1
+        assert 0.5 < time.monotonic() - started < 3, "waited for the dead holder's lock to expire, no longer"
+        client = connect(server.url, cookie=cookie)
+        ended: list[Any] = []
+        client.on("session_ended", ended.append)
+        try:
+            wait_until(lambda: bool(ended) and not client.connected, timeout=6)
+            assert ended == [{"reason": "expired"}]
+        finally:
+            client.disconnect()
+        assert "who" not in get(server.url, cookie)
+    assert "Traceback" not in server.output()
