@@ -6,7 +6,6 @@ from typing import Any, Iterator
 
 import gevent
 import pytest
-import redis
 
 from tests.servers import Redis, make_certificates
 from wsgisession.errors import ConfigurationError, StoreUnavailable
