@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import socket
+import sys
 import time
 import weakref
 from typing import Any
@@ -212,9 +213,13 @@ class Worker(GeventWebSocketWorker):  # type: ignore[misc]
             self.log.warning(SHARED_SOCKET_WARNING, self.cfg.workers)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        from .realtime import drain_all
-
         super().handle_exit(sig, frame)
+        # A worker told to stop while it still imports the app has no sockets: importing
+        # wsgisession.realtime here, inside that import, failed with a circular ImportError.
+        realtime = sys.modules.get(f"{__package__}.realtime")
+        if realtime is None or not hasattr(realtime, "drain_all"):
+            return
+        drain_all = realtime.drain_all
         gevent.spawn(_stop_accepting)  # out of the signal handler, at once
         timeout = max(1.0, float(self.cfg.graceful_timeout) - 1.0)
 

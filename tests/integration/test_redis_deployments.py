@@ -13,6 +13,7 @@ another, on one server, a dead holder's lock and the idle timeout.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,7 +25,7 @@ import redis.cluster
 import requests
 
 from tests.helpers import (
-    all_at_once, check_increments, connect, disconnect, get, http_job, new_session, refusal, socket_job, split,
+    ROOT, SECRET, all_at_once, counter_cookie, check_increments, connect, disconnect, get, http_job, new_session, refusal, socket_job, split,
     spread_sockets, wait_until,
 )
 from tests.servers import Cluster, Redis, Sentinel, gunicorn, make_certificates, serve, write_ini
@@ -185,3 +186,27 @@ def test_expiry_and_a_dead_holders_lock(deployment: Deployment, tmp_path: Path) 
             client.disconnect()
         assert "who" not in get(server.url, cookie)
     assert "Traceback" not in server.output()
+
+
+def test_conf_production_ini_runs_on_a_sentinel_url(tmp_path: Path) -> None:
+    """conf/production.ini as shipped, with one REDIS_URL = redis+sentinel://... for the store and the queue."""
+    ini = tmp_path / "production.ini"
+    shutil.copy(ROOT / "conf" / "production.ini", ini)
+    sentinel = Sentinel(tmp_path / "redis")
+    sentinel.start()
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("SESSION_SECRET", SECRET)
+            env.setenv("REDIS_URL", sentinel.url)
+            with gunicorn(ini, workers=2) as server:
+                cookie = counter_cookie(server.url, "ann")
+                clients = all_at_once([lambda: connect(server.url, cookie=cookie, transport="websocket")] * 4)
+                try:
+                    assert sorted(all_at_once([lambda c=c: c.call("incr", timeout=10) for c in clients])) == [1, 2, 3, 4]
+                    response = requests.get(server.url + "/n", headers={"Cookie": cookie}, timeout=10)
+                    assert response.text.strip() == "4"
+                finally:
+                    disconnect(clients)
+        assert "Traceback" not in server.output()
+    finally:
+        sentinel.stop()
