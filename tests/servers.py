@@ -340,11 +340,12 @@ class Sentinel:
 class Cluster:
     """A Redis Cluster of three primaries on 127.0.0.1 (no replicas), made by ``redis-cli --cluster create``."""
 
-    def __init__(self, directory: Path, *, size: int = 3) -> None:
-        self.nodes = [Redis(directory / f"node{i}", config=()) for i in range(size)]
+    def __init__(self, directory: Path, *, size: int = 3, config: tuple[str, ...] = (), admin: str = "") -> None:
+        self.nodes = [Redis(directory / f"node{i}") for i in range(size)]
         for node in self.nodes:
             node.config = ("cluster-enabled yes", f"cluster-config-file nodes-{node.port}.conf",
-                           "cluster-node-timeout 2000", f"cluster-port {free_port()}")
+                           "cluster-node-timeout 2000", f"cluster-port {free_port()}", *config)
+        self.admin = admin  # user:password for redis-cli and the checks, when the default user is off
 
     @property
     def url(self) -> str:
@@ -355,12 +356,14 @@ class Cluster:
 
         for node in self.nodes:
             node.start()
-        subprocess.run([redis_binary("redis-cli"), "--cluster", "create",
+        auth = ["--user", self.admin.split(":")[0], "--pass", self.admin.split(":")[1]] if self.admin else []
+        subprocess.run([redis_binary("redis-cli"), *auth, "--cluster", "create",
                         *[f"127.0.0.1:{node.port}" for node in self.nodes], "--cluster-replicas", "0",
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)
         deadline = time.monotonic() + 30
+        user, _, password = self.admin.partition(":")
         for node in self.nodes:
-            with redis.Redis(port=node.port) as client:
+            with redis.Redis(port=node.port, username=user or None, password=password or None) as client:
                 while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
                     if time.monotonic() > deadline:
                         raise TimeoutError("the cluster did not come up")

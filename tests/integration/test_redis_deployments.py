@@ -13,7 +13,10 @@ another, on one server, a dead holder's lock and the idle timeout.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import subprocess
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,15 +32,23 @@ from tests.helpers import (
     spread_sockets, wait_until,
 )
 from tests.servers import Cluster, Redis, Sentinel, gunicorn, make_certificates, serve, write_ini
+from wsgisession.ids import new_session_id
 from wsgisession.manager import EXPIRED_KEPT
+from wsgisession.store import Store
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 APP = "call:tests.lost_updates_app:app_factory"
 PASSWORD = "s3cret-of-the-app"
-#: the ACL of the store's user, as docs/configuration.rst gives it (its channel is the message queue's)
-ACL = ("user shop on >{password} resetkeys ~shop:* resetchannels &shop -@all "
-       "+get +set +del +exists +pexpire +evalsha +script|load +ping +publish +subscribe +unsubscribe")
+
+
+def acl_line(prefix: str, channel: str) -> str:
+    """The ACL line docs/configuration.rst gives, for user ``shop`` with ``prefix`` and the queue's ``channel``."""
+    docs = (ROOT / "docs" / "configuration.rst").read_text()
+    line = next(line.strip() for line in docs.splitlines() if line.strip().startswith("user wsgisession on "))
+    assert "~wsgisession:*" in line and "&socketio" in line and ">PASSWORD" in line
+    return (line.replace("user wsgisession on", "user shop on").replace(">PASSWORD", f">{PASSWORD}")
+            .replace("~wsgisession:*", f"~{prefix}*").replace("&socketio", f"&{channel}"))
 
 
 class Deployment:
@@ -72,7 +83,7 @@ def deployment_of(form: str, directory: Path) -> Iterator[Deployment]:
         finally:
             server.stop()
     elif form == "acl":
-        server = Redis(directory, config=(ACL.format(password=PASSWORD), "user admin on >admin ~* &* +@all",
+        server = Redis(directory, config=(acl_line("shop:", "shop"), "user admin on >admin ~* &* +@all",
                                           "user default off"))
         server.start()
         url = f"redis://shop:{PASSWORD}@127.0.0.1:{server.port}/0"
@@ -99,11 +110,25 @@ def deployment_of(form: str, directory: Path) -> Iterator[Deployment]:
                              redis.cluster.RedisCluster.from_url(cluster.url))
         finally:
             cluster.stop()
+    elif form == "cluster-acl":  # the ACL line, plus what a Cluster client reads: the slot map, the command table
+        cluster = Cluster(directory, config=(acl_line("shop:", "shop") + " +cluster|slots +command",
+                                             "user admin on >admin ~* &* +@all", "user default off"),
+                          admin="admin:admin")
+        cluster.start()
+        url = f"redis://shop:{PASSWORD}@127.0.0.1:{cluster.nodes[0].port}/0"
+        try:
+            yield Deployment({"beaker.session.url": url, "wsgisession.redis_cluster": "true",
+                              "wsgisession.redis_prefix": "shop:", "socketio.message_queue": url,
+                              "socketio.channel": "shop"},
+                             redis.cluster.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port, username="admin",
+                                                        password="admin"), prefix="shop:")
+        finally:
+            cluster.stop()
     else:
         raise AssertionError(form)
 
 
-@pytest.fixture(scope="module", params=["tls", "unix", "acl", "sentinel", "cluster"])
+@pytest.fixture(scope="module", params=["tls", "unix", "acl", "sentinel", "cluster", "cluster-acl"])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with deployment_of(request.param, tmp_path_factory.mktemp(request.param)) as made:
         yield made
@@ -210,3 +235,26 @@ def test_conf_production_ini_runs_on_a_sentinel_url(tmp_path: Path) -> None:
         assert "Traceback" not in server.output()
     finally:
         sentinel.stop()
+
+
+def test_the_documented_rename_carries_sessions_over_from_the_old_key_names(tmp_path: Path) -> None:
+    """docs/configuration.rst's one-off command: old ``wsgisession:<id>:session`` keys read under the new names."""
+    docs = (ROOT / "docs" / "configuration.rst").read_text()
+    command = textwrap.dedent(docs.split("**Upgrading from the old key names.**", 1)[1].split("::\n", 1)[1])
+    server = Redis(tmp_path)
+    server.start()
+    try:
+        admin = redis.Redis(port=server.port)
+        old, newer, unrelated = new_session_id(), new_session_id(), new_session_id()
+        admin.set(f"wsgisession:{old}:session", "old", ex=500)
+        admin.set(f"wsgisession:{newer}:session", "stale")
+        admin.set(f"wsgisession:{{{newer}}}:session", "newer")  # written by the new version already
+        admin.set(f"other:{unrelated}:session", "not ours")
+        subprocess.run(["bash", "-euo", "pipefail", "-c", command], check=True, timeout=60,
+                       env={**os.environ, "REDIS_URL": server.url})
+        store = Store(type="ext:redis", url=server.url)
+        assert store.read(old) == "old" and 400 < admin.ttl(f"wsgisession:{{{old}}}:session") <= 500
+        assert store.read(newer) == "newer", "a newer record is never overwritten"
+        assert admin.get(f"other:{unrelated}:session") == b"not ours"
+    finally:
+        server.stop()
