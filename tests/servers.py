@@ -279,8 +279,9 @@ class Sentinel:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.primary = Redis(directory / "primary")
-        self.replica = Redis(directory / "replica", config=(f"replicaof 127.0.0.1 {self.primary.port}",))
+        fast_sync = ("repl-diskless-sync-delay 0",)  # the default waits 5 s for more replicas before a sync
+        self.primary = Redis(directory / "primary", config=fast_sync)
+        self.replica = Redis(directory / "replica", config=(f"replicaof 127.0.0.1 {self.primary.port}", *fast_sync))
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -303,6 +304,13 @@ class Sentinel:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, process=self.process)
         self.wait_for(lambda: self.replicas_seen() >= 1, "the sentinel to see the replica")
+        self.wait_for(self.replica_in_sync, "the replica's first sync")
+
+    def replica_in_sync(self) -> bool:
+        import redis
+
+        with redis.Redis(port=self.replica.port, socket_timeout=2) as client:
+            return bool(client.info("replication").get("master_link_status") == "up")
 
     def ask(self, *command: str) -> Any:
         import redis

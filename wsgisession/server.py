@@ -122,9 +122,10 @@ def close_idle_connections() -> int:
     """End the keep-alive connections of closed servers that wait for a request; returns how many."""
     closed = 0
     for handler in list(_idle):
-        if handler.server.closed:
+        sock = getattr(handler, "socket", None)  # gevent drops it from a handler that is done
+        if handler.server.closed and sock is not None:
             try:
-                handler.socket.shutdown(socket.SHUT_RD)  # the pending read returns: the connection ends
+                sock.shutdown(socket.SHUT_RD)  # the pending read returns: the connection ends
                 closed += 1
             except OSError:
                 pass
@@ -140,9 +141,10 @@ def close_websockets() -> int:
     """
     closed = 0
     for handler in list(_upgraded):
-        if handler.server.closed and handler.socket is not None:
+        sock = getattr(handler, "socket", None)  # gevent drops it from a handler that is done
+        if handler.server.closed and sock is not None:
             try:
-                handler.socket.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)
                 closed += 1
             except OSError:
                 pass

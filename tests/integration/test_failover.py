@@ -5,10 +5,11 @@ gunicorn workers with the store and the message queue on the
 ``redis+sentinel://`` URL. HTTP clients and sockets on both workers write keys
 of one session (each write its own key, so a write that did not survive is
 seen) and read it, while the primary is killed (SIGKILL). During the switch a
-request is answered 503 and an event ``{"error": "store_unavailable"}``, never
-with a new empty session or another id; once the sentinel has promoted the
+request is answered 503, an event ``{"error": "store_unavailable"}`` and a new
+socket is refused ``store_unavailable``, never with a new empty session or
+another id; once the sentinel has promoted the
 replica the same workers serve again, and a logout still ends the sockets of
-both. The test prints how many acknowledged writes survived: Redis replicates
+both, also once the old primary is back (as a replica). The test prints how many acknowledged writes survived: Redis replicates
 asynchronously, so a write acknowledged just before the kill may be lost
 (docs/configuration.rst gives the figures).
 """
@@ -43,6 +44,7 @@ class Load:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.threads: list[threading.Thread] = []
+        self.joined = 0  # sockets the connector joined to the session
 
     def start(self) -> None:
         for n in range(4):
@@ -50,6 +52,7 @@ class Load:
         for n, client in enumerate(self.clients):
             self.threads.append(threading.Thread(target=self.socket_writer, args=(n, client), daemon=True))
         self.threads.append(threading.Thread(target=self.http_reader, daemon=True))
+        self.threads.append(threading.Thread(target=self.connector, daemon=True))
         for thread in self.threads:
             thread.start()
 
@@ -85,6 +88,21 @@ class Load:
             response = requests.get(self.base + "/get", headers={"Cookie": self.cookie}, timeout=15)
             self.answered(None, response)
             time.sleep(0.01)
+
+    def connector(self) -> None:
+        """New sockets all along: joined to the session, or refused ``store_unavailable``."""
+        while not self.stop.is_set():
+            try:
+                client = connect(self.base, cookie=self.cookie)
+            except socketio.exceptions.ConnectionError as exc:
+                if getattr(exc, "reason", None) == "store_unavailable":
+                    self.refused.append(time.monotonic())
+                else:
+                    self.wrong.append(f"connect: {exc!r}"[:200])
+            else:
+                self.joined += 1
+                client.disconnect()
+            time.sleep(0.05)
 
     def answered(self, key: str | None, response: requests.Response) -> None:
         now = time.monotonic()
@@ -156,7 +174,15 @@ def test_a_sentinel_failover_under_load_refuses_clearly_resumes_and_counts_what_
                 assert load.refused, "the switch was seen"
                 assert all(load.acked[key] < killed_at for key in load.acked if key not in data), \
                     "only writes acknowledged before the kill may be lost (asynchronous replication)"
-                assert data["who"] == "ann"
+                assert data["who"] == "ann" and load.joined > 0
+
+                # the old primary comes back empty: the sentinel makes it a replica, nobody reads it
+                sentinel.primary.start()
+                back_at = time.monotonic()
+                sentinel.wait_for(lambda: redis.Redis(port=sentinel.primary.port).role()[0] == b"slave",
+                                  "the old primary to rejoin as a replica")
+                print(f"  the old primary rejoined as a replica {time.monotonic() - back_at:.1f}s after its restart")
+                assert requests.get(server.url + "/get", headers={"Cookie": cookie}, timeout=10).json() == data
 
                 # a new socket and a logout on the promoted replica, across both workers
                 again = connect(server.url, cookie=cookie)
