@@ -30,6 +30,8 @@ def test_a_sessions_keys_share_the_prefix_and_the_id_as_hash_tag() -> None:
     ("redis+sentinel://127.0.0.1:26379/0", "give the database and the service name"),
     ("redis+sentinel://127.0.0.1/0/mymaster", "is not host:port"),
     ("redis+sentinel://a:1,b/0/mymaster", "'b' is not host:port"),
+    ("redis://127.0.0.1:6379/0?socket_timeout=soon", "Invalid value for 'socket_timeout'"),
+    ("unix:///run/redis.sock?db=zero", "Invalid value for 'db'"),
 ])
 def test_a_url_that_cannot_work_is_refused_naming_the_key(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message) as caught:
