@@ -155,3 +155,21 @@ def test_an_acl_user_limited_to_the_prefix_and_the_session_commands_is_enough(tm
             other_prefix.read(sid)
     finally:
         server.stop()
+
+
+def test_a_server_that_asks_for_a_client_certificate_gets_the_configured_one(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path / "certs")  # the server's certificate serves as the client's too
+    server = Redis(tmp_path, tls=certs, config=("tls-auth-clients yes",))
+    server.start()
+    try:
+        sid = new_session_id()
+        with_cert = Store(type="ext:redis", url=server.url, redis=RedisSettings(
+            ssl_ca_certs=str(certs.ca), ssl_certfile=str(certs.cert), ssl_keyfile=str(certs.key)))
+        with_cert.write(sid, "{}")
+        assert with_cert.read(sid) == "{}"
+        without = Store(type="ext:redis", url=server.url, redis=RedisSettings(ssl_ca_certs=str(certs.ca),
+                                                                                read_retries=0))
+        with pytest.raises(StoreUnavailable):
+            without.read(sid)
+    finally:
+        server.stop()
