@@ -88,6 +88,16 @@ def lab(request: Request) -> Response:
         return Response(json.dumps(beaker_report(session, request.args["other"])), mimetype="application/json")
     elif path == "/sockets":
         return Response(json.dumps(request.environ["wsgisession.app"].sockets_of(session.id)))
+    elif path == "/bind":  # a login: a new id, tied to the user
+        session.regenerate_id()
+        session.bind_user(request.args["user"], label=request.args.get("label"))
+    elif path == "/devices":
+        devices = request.environ["wsgisession.app"].sessions_of_user(session.user_id or "", current=session)
+        return Response(json.dumps([{"label": d.label, "sockets": d.sockets, "current": d.current}
+                                    for d in devices]), mimetype="application/json")
+    elif path == "/others":
+        ended = request.environ["wsgisession.app"].end_user_sessions(session.user_id or "", keep=session)
+        return Response(json.dumps({"ended": ended}), mimetype="application/json")
     elif path != "/get":
         return Response("not found", status=404)
     return Response(json.dumps(dict(session)), mimetype="application/json")

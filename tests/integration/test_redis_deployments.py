@@ -190,6 +190,49 @@ def test_the_session_rules_hold_across_two_workers(deployment: Deployment, tmp_p
         assert session_id not in server.output() and PASSWORD not in server.output()
 
 
+def test_a_users_devices_across_two_workers(deployment: Deployment, tmp_path: Path) -> None:
+    """#22 on each form: the per-user index is one key under the prefix, in its own hash tag (a Cluster slot)."""
+    from wsgisession.users import index_id
+
+    with gunicorn(write_ini(tmp_path, use=APP, **deployment.settings), workers=2) as server:
+        user = f"dev-{os.getpid()}-{time.monotonic_ns()}"
+        cookies = []
+        for label in ("phone", "laptop"):
+            cookie, _ = new_session(server.url)
+            with requests.Session() as http:
+                http.headers["Cookie"] = cookie
+                bound = http.get(server.url + "/bind", params={"user": user, "label": label}, timeout=10)
+                bound.raise_for_status()
+                name = cookie.split("=", 1)[0]
+                cookies.append(f"{name}={bound.cookies[name]}")
+        phone, laptop = cookies
+        phone_sockets = spread_sockets(server.url, phone, 2)
+        laptop_sockets = spread_sockets(server.url, laptop, 2)
+        ended: list[Any] = []
+        for client in phone_sockets:
+            client.on("session_ended", ended.append)
+        try:
+            assert len(Counter(c.call("pid", timeout=10) for c in phone_sockets + laptop_sockets)) == 2
+            for _ in range(3):  # either worker answers: the census counts the sockets of both
+                listed = requests.get(server.url + "/devices", headers={"Cookie": laptop}, timeout=10).json()
+                assert [(d["label"], d["sockets"], d["current"]) for d in listed] == \
+                    [("phone", len(phone_sockets), False), ("laptop", len(laptop_sockets), True)]
+            key = f"{deployment.prefix}{{{index_id(user)}}}:session"
+            assert deployment.admin.exists(key)
+            answer = requests.get(server.url + "/others", headers={"Cookie": laptop}, timeout=10).json()
+            assert answer == {"ended": 1}
+            wait_until(lambda: len(ended) == len(phone_sockets) and not any(c.connected for c in phone_sockets),
+                       timeout=5)
+            assert ended[0] == {"reason": "signed_out"}
+            assert all(c.connected for c in laptop_sockets)
+            assert refusal(server.url, cookie=phone) == "unknown_session"
+            requests.get(server.url + "/logout", headers={"Cookie": laptop}, timeout=10).raise_for_status()
+            assert not deployment.admin.exists(key)  # the last session gone: the index too
+        finally:
+            disconnect(phone_sockets + laptop_sockets)
+        assert "Traceback" not in server.output()
+
+
 def test_expiry_and_a_dead_holders_lock(deployment: Deployment, tmp_path: Path) -> None:
     """Rules 6 and 9: a lock left by a holder that died frees within its TTL; an idle session expires."""
     settings = {**deployment.settings, "beaker.session.timeout": 2, "wsgisession.touch_interval": 1,
