@@ -55,6 +55,7 @@ setup(
         "console_scripts": ["wsgisession = wsgisession.serve:main"],
         "paste.filter_app_factory": ["main = wsgisession.app:filter_app_factory"],
         "beaker.backends": [
+            "wsgisession.sqlite = wsgisession.backends.sqlite:SqliteNamespaceManager",
             "wsgisession.file = wsgisession.backends.file:FileNamespaceManager",
             "wsgisession.memory = wsgisession.backends.memory:MemoryNamespaceManager",
             "wsgisession.redis = wsgisession.backends.redis:RedisNamespaceManager",

@@ -18,7 +18,7 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "sqlite", "file"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -20,7 +20,7 @@ from wsgisession.cookie_exchange import _record_id
 ORIGIN = "http://localhost"  # Werkzeug's test client requests http://localhost/
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "file", "redis"])
 def app(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[WsgiSessionApp]:
     options: dict[str, Any] = {"type": request.param, "data_dir": str(tmp_path / "sessions")}
     if request.param == "redis":

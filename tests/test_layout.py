@@ -16,7 +16,7 @@ PACKAGE = Path(wsgisession.__file__).parent
 LAYERS = [
     "errors", "jsondata", "wirejson", "ids", "config", "origins", "websocket", "fanout", "redis_client", "redis_commands",
     "locks", "records", "cookies",
-    "backends.base", "backends.memory", "backends.file", "backends.redis", "backends",
+    "backends.base", "backends.memory", "backends.file", "backends.sqlite", "backends.redis", "backends",
     "store", "users", "manager", "session",
     "namespace", "lifecycle", "cookie_exchange", "middleware", "realtime",
     "app", "flask", "pyramid", "server", "serve", "testing", "testclient", "__init__",

@@ -5,7 +5,9 @@ Real files and a real redis-server; greenlets without monkey-patching.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,12 +19,13 @@ from tests.holders import Holder, file_locked
 from tests.servers import Redis
 from wsgisession.backends import memory
 from wsgisession.backends.file import FileNamespaceManager
+from wsgisession.backends.sqlite import TABLE, SqliteBackend
 from wsgisession.errors import ConfigurationError, LockTimeout, StoreUnavailable
 from wsgisession.ids import new_session_id
 from wsgisession.store import Store
 
-BACKENDS = ["memory", "file", pytest.param("redis", marks=pytest.mark.redis)]
-SHARED = ["file", pytest.param("redis", marks=pytest.mark.redis)]  # usable by several processes
+BACKENDS = ["memory", "sqlite", "file", pytest.param("redis", marks=pytest.mark.redis)]
+SHARED = ["sqlite", "file", pytest.param("redis", marks=pytest.mark.redis)]  # usable by several processes
 NOT_OURS = [
     "../x", "..x", "..", "", "x", "a/b", "../" + "a" * 40, "a" * 42 + ".", "a" * 42 + "/",
     "a" * 42 + "*", "a" * 43 + "\n", "a" * 44, "*", "wsgisession:*",
@@ -32,8 +35,8 @@ NOT_OURS = [
 def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest, **options: Any) -> Store:
     if backend == "memory":
         return Store(type="memory", **options)
-    if backend == "file":
-        return Store(type="file", data_dir=str(tmp_path / "sessions"), **options)
+    if backend in ("file", "sqlite"):
+        return Store(type=backend, data_dir=str(tmp_path / "sessions"), **options)
     url = request.getfixturevalue("redis_url")
     redis.Redis.from_url(url).flushdb()
     return Store(type="ext:redis", url=url, **options)
@@ -45,12 +48,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 
 
 def stored_anything(store: Store, tmp_path: Path, request: pytest.FixtureRequest) -> list[str]:
-    """Every path, key or memory namespace the store holds."""
-    if store.backend == "file":
+    """Every path, key, row or memory namespace the store holds."""
+    if store.name == "file":
         return [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()]
-    if store.backend == "redis":
+    if store.name == "sqlite":
+        return sqlite_rows(store)
+    if store.name == "redis":
         return [k.decode() for k in redis.Redis.from_url(request.getfixturevalue("redis_url")).keys("*")]
     return memory.namespaces()
+
+
+def sqlite_rows(store: Store) -> list[str]:
+    """Every row of a SQLite store, read by a connection of its own."""
+    assert isinstance(store.backend, SqliteBackend)
+    with closing(sqlite3.connect(store.backend.database.path)) as connection:
+        return [f"{n}:{k}" for n, k in connection.execute(f"SELECT namespace, key FROM {TABLE}")]
 
 
 # -- records ---------------------------------------------------------------

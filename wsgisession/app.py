@@ -4,7 +4,7 @@ From Python::
 
     from wsgisession import make_app
 
-    app = make_app(my_wsgi_app, secret=SECRET, type="file", data_dir="./sessions")
+    app = make_app(my_wsgi_app, secret=SECRET, type="sqlite", data_dir="./sessions")
 
     @app.on("set_name")
     def set_name(sid, session, name):
@@ -15,7 +15,7 @@ From an INI file (PasteDeploy), as a filter that wraps any WSGI app::
     [filter:session]
     use = egg:wsgisession#main
     beaker.session.secret = env:SESSION_SECRET
-    beaker.session.type = file
+    beaker.session.type = sqlite
     beaker.session.data_dir = %(here)s/data/sessions
     wsgisession.handlers = myapp.sockets:register
 """
@@ -228,7 +228,7 @@ def make_app(
     app: WSGIApplication | None = None,
     *,
     secret: str | Sequence[str] | None = None,
-    type: str = "file",
+    type: str = "sqlite",
     data_dir: str | None = None,
     url: str | None = None,
     key: str = "beaker.session.id",
@@ -291,7 +291,7 @@ def make_app(
         max_age=cookie_max_age,
         expires=cookie_expires,
     )
-    if type == "file" and not data_dir:
+    if type in ("sqlite", "file") and not data_dir and not (type == "sqlite" and url):
         data_dir = os.path.join(os.getcwd(), "data", "sessions")
     redis = None
     if type in ("ext:redis", "redis"):

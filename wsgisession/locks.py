@@ -153,13 +153,15 @@ class LockRegistry:
 
 
 # -- the locks that serialize processes -----------------------------------------
-_POLL_MIN = 0.002
-_POLL_MAX = 0.02
+#: the first and the longest sleep between two tries of a lock held elsewhere (seconds)
+POLL_MIN = 0.002
+POLL_MAX = 0.02
 
 
-def _backoff(poll: float) -> float:
+def backoff(poll: float) -> float:
+    """Sleep ``poll`` seconds (other greenlets run meanwhile); the next, longer, sleep."""
     gevent.sleep(poll)
-    return min(poll * 2, _POLL_MAX)
+    return min(poll * 2, POLL_MAX)
 
 
 class FileLock:
@@ -186,7 +188,7 @@ class FileLock:
 
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        poll = _POLL_MIN
+        poll = POLL_MIN
         while True:
             fd = self._open()
             try:
@@ -207,7 +209,7 @@ class FileLock:
                 continue
             if time.monotonic() >= deadline:
                 raise LockTimeout(timeout_message(timeout), timeout=timeout)
-            poll = _backoff(poll)
+            poll = backoff(poll)
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -266,7 +268,7 @@ class RedisLock:
     def acquire(self, timeout: float, *, read: str | None = None) -> Any:
         """Take the lock (waiting at most ``timeout``); the value of ``read`` if given."""
         deadline = time.monotonic() + timeout
-        poll = _POLL_MIN
+        poll = POLL_MIN
         ttl_ms = str(max(1, int(self._ttl * 1000)))
         take = ("SET", self._name, self._token, "NX", "PX", ttl_ms)
         while True:
@@ -278,7 +280,7 @@ class RedisLock:
                 break
             if time.monotonic() >= deadline:
                 raise LockTimeout(timeout_message(timeout), timeout=timeout)
-            poll = _backoff(poll)
+            poll = backoff(poll)
         self._timer = gevent.get_hub().loop.timer(self._ttl / 3, self._ttl / 3)
         self._timer.start(lambda: gevent.spawn(self._renew))
         return value

@@ -6,7 +6,9 @@ text, nothing of records, HTTP or Socket.IO. Backends
 
 ``memory``
     this process's dictionary (one process only; tests, development).
-``file`` (default)
+``sqlite`` (default)
+    one SQLite database file (``<data_dir>/wsgisession.sqlite3``, or ``url``), one host.
+``file``
     one file per session under ``data_dir``.
 ``ext:redis`` (or ``redis``)
     Redis at ``url``, for several processes and hosts.
@@ -49,7 +51,7 @@ class Store:
     def __init__(
         self,
         *,
-        type: str = "file",
+        type: str = "sqlite",
         data_dir: str | None = None,
         url: str | None = None,
         lock_timeout: float = 10.0,
@@ -66,6 +68,8 @@ class Store:
                     "lock_timeout (%ss) is not longer than lock_ttl (%ss): a waiter may give up just before "
                     "the lock of a holder that died expires", lock_timeout, lock_ttl,
                 )
+        if type == "sqlite":
+            options["lock_timeout"] = lock_timeout  # its plain writes wait for the database's write lock too
         self.backend = backend_for(type, data_dir=data_dir, url=url, **options)
         self.name = self.backend.name
         self.expires = self.backend.expires  # whether the backend drops records past a write's ttl

@@ -36,11 +36,11 @@ def store_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, An
     if backend == "redis":
         url = request.getfixturevalue("redis_url")
         return {"beaker.session.type": "ext:redis", "beaker.session.url": url, "beaker.session.data_dir": None}
-    return {"beaker.session.type": "file"}
+    return {"beaker.session.type": backend}
 
 
 @pytest.fixture(
-    scope="module", params=["memory", "file", pytest.param("redis", marks=pytest.mark.redis)]
+    scope="module", params=["memory", "sqlite", "file", pytest.param("redis", marks=pytest.mark.redis)]
 )
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One process per store. Every request touches the access time (``touch_interval = 0``),
@@ -129,7 +129,7 @@ def test_rule4_a_read_only_request_or_event_writes_nothing(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     "backend,workers",
     [pytest.param("redis", 2, marks=pytest.mark.redis), pytest.param("redis", 4, marks=pytest.mark.redis),
-     ("file", 2)],
+     ("sqlite", 2), ("file", 2)],
 )
 def test_rule5_increments_across_gunicorn_workers(
     backend: str, workers: int, tmp_path: Path, request: pytest.FixtureRequest

@@ -3,9 +3,10 @@
 Beaker's own file, dbm and Redis containers unpickle what they read
 (CVE-2013-7489), so whoever can write to the store could run code. These
 namespace managers store and return ``str`` values only. They are registered
-as Beaker backends (``beaker.backends`` entry points ``wsgisession.file``,
-``wsgisession.redis`` and ``wsgisession.memory``) and are what ``type = file``,
-``type = ext:redis`` and ``type = memory`` mean under wsgisession. Used under
+as Beaker backends (``beaker.backends`` entry points ``wsgisession.sqlite``,
+``wsgisession.file``, ``wsgisession.redis`` and ``wsgisession.memory``) and are
+what ``type = sqlite`` (the default), ``type = file``, ``type = ext:redis`` and
+``type = memory`` mean under wsgisession. Used under
 plain Beaker instead, they still never
 unpickle, but Beaker's ``Session`` serializes the data itself before storing
 it, with pickle unless ``data_serializer = json``: set that, or it unpickles.
@@ -22,19 +23,23 @@ from ..errors import ConfigurationError
 from .base import Backend
 
 #: session ``type`` values and the backends they mean
-TYPES = {"file": "file", "memory": "memory", "ext:redis": "redis", "redis": "redis"}
+TYPES = {"sqlite": "sqlite", "file": "file", "memory": "memory", "ext:redis": "redis", "redis": "redis"}
 
 
 def backend_for(type: str, *, data_dir: str | None = None, url: str | None = None, **options: Any) -> Backend:
-    """The backend of a session ``type`` (``file``, ``memory``, ``ext:redis``); Beaker's pickling ones are refused."""
+    """The backend of a session ``type`` (``sqlite``, ``file``, ``memory``, ``ext:redis``); Beaker's pickling ones are refused."""
     name = TYPES.get(type)
     if name is None:
         raise ConfigurationError(
-            f"session type {type!r} is not supported: use 'file', 'ext:redis' or 'memory' "
+            f"session type {type!r} is not supported: use 'sqlite', 'file', 'ext:redis' or 'memory' "
             "(Beaker's other backends unpickle what they read)",
             key="type",
             value=type,
         )
+    if name == "sqlite":
+        from .sqlite import SqliteBackend
+
+        return SqliteBackend(data_dir=data_dir, url=url, **options)
     if name == "file":
         from .file import FileBackend
 
@@ -50,4 +55,5 @@ def backend_for(type: str, *, data_dir: str | None = None, url: str | None = Non
     from .memory import MemoryBackend
 
     options.pop("lock_ttl", None)
+    options.pop("lock_timeout", None)
     return MemoryBackend(**options)

@@ -1,0 +1,510 @@
+"""The SQLite store: every session a row of one database file; its write transaction is the cross-process lock.
+
+The database is ``<data_dir>/wsgisession.sqlite3``, or the file named by
+``url`` (a path, or SQLAlchemy's spelling ``sqlite:///relative/path`` and
+``sqlite:////absolute/path``), made 0600 in a 0700 directory. It runs in WAL
+mode with ``synchronous = NORMAL``: a commit appends to the write-ahead log
+without waiting for the disk, readers never wait for the writer, and after an
+operating-system crash (not a process crash) the last commits may be lost, never
+half-made. One table, ``wsgisession_records (namespace, key, value, expires)``:
+``value`` is the text stored, verbatim (never unpickled: a value that is not
+text reads as none); ``expires`` (Unix time, indexed) is when the row may go.
+
+A transaction is SQLite's own: ``BEGIN IMMEDIATE`` takes the database's write
+lock, shared by every process on the host, then reads the session; the commit
+makes the staged write and ``COMMIT`` frees the lock. The lock is never waited
+for inside SQLite (``busy_timeout = 0``): a process that finds it taken polls
+with gevent sleeps, bounded by ``lock_timeout``, ending in
+:class:`~wsgisession.errors.LockTimeout`. Inside one process, greenlets queue
+for the write connection on a gevent semaphore first. The lock covers the
+whole database, not one session: a holder that waits on I/O inside
+``atomic()`` holds up every save of the host meanwhile (the file and Redis
+stores lock one session).
+
+Expired rows are swept by one bounded ``DELETE`` (at most ``PURGE_LIMIT`` rows,
+through the ``expires`` index), run in the transaction of a write at most once
+per ``PURGE_INTERVAL`` (sooner while a sweep finds a full batch). A row is
+swept ``PURGE_GRACE`` seconds past its ``expires``, so that sockets of an
+expired session still learn ``expired``, not ``logout``.
+
+A database that cannot be opened, is not a database, is read-only or holds a
+table of another shape is a :class:`~wsgisession.errors.ConfigurationError` at
+start-up. At run time SQLite's errors are
+:class:`~wsgisession.errors.StoreUnavailable` with SQLite's message: a full
+disk fails the save, which is rolled back, so the stored session stays as it was.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sqlite3
+import time
+import weakref
+from typing import Any, Callable, TypeVar
+
+import gevent.lock
+from beaker.container import NamespaceManager
+from gevent import getcurrent
+
+from ..errors import ConfigurationError, LockTimeout, StoreUnavailable
+from ..ids import is_session_id
+from ..locks import POLL_MIN, backoff, timeout_message
+from .base import KEY, Backend, Transaction
+
+log = logging.getLogger(__name__)
+
+#: the database's file name under ``data_dir``
+FILE_NAME = "wsgisession.sqlite3"
+TABLE = "wsgisession_records"
+COLUMNS = ["namespace", "key", "value", "expires"]
+#: the most rows one sweep deletes, and how often (seconds) writes run one; rows go this long past ``expires``
+PURGE_LIMIT = 1000
+PURGE_INTERVAL = 60.0
+PURGE_GRACE = 300.0
+
+_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
+    "expires REAL, PRIMARY KEY (namespace, key)) WITHOUT ROWID",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_expires ON {TABLE} (expires) WHERE expires IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS wsgisession_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+)
+_READ = f"SELECT value FROM {TABLE} WHERE namespace = ? AND key = ?"
+_WRITE = (
+    f"INSERT INTO {TABLE} (namespace, key, value, expires) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires = excluded.expires"
+)
+_DELETE = f"DELETE FROM {TABLE} WHERE namespace = ? AND key = ?"
+_DELETE_NAMESPACE = f"DELETE FROM {TABLE} WHERE namespace = ?"
+_KEYS = f"SELECT key FROM {TABLE} WHERE namespace = ? ORDER BY key"
+_PURGE = (
+    f"DELETE FROM {TABLE} WHERE (namespace, key) IN "
+    f"(SELECT namespace, key FROM {TABLE} WHERE expires < ? LIMIT ?)"
+)
+
+_T = TypeVar("_T")
+
+#: the databases of this process, for forgetting their connections in a forked child
+_open: weakref.WeakSet[Database] = weakref.WeakSet()
+#: connections inherited through fork: never used nor closed in the child (closing could end the parent's WAL)
+_inherited: list[sqlite3.Connection] = []
+
+
+def _after_fork() -> None:
+    for database in list(_open):
+        _inherited.extend(c for c in (database._reader, database._writer) if c is not None)
+        database._reader = database._writer = None
+        database._owner, database._depth = None, 0
+        database._semaphore = gevent.lock.Semaphore(1)
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def database_path(*, data_dir: str | None = None, url: str | None = None) -> str:
+    """The database file of a configuration: ``url`` (a path or ``sqlite:///path``), else under ``data_dir``."""
+    if url:
+        path = url
+        if "://" in url:
+            scheme, _, rest = url.partition("://")
+            if scheme != "sqlite" or not rest.startswith("/") or rest == "/":
+                raise ConfigurationError(
+                    f"url {url!r} is not a SQLite database: give a path, or sqlite:///relative/path or "
+                    "sqlite:////absolute/path", key="url", value=url,
+                )
+            path = rest[1:]
+        if path == ":memory:" or path.startswith("file:"):
+            raise ConfigurationError(
+                f"url {url!r}: the SQLite store needs a database file (type = memory keeps sessions in memory)",
+                key="url", value=url,
+            )
+        return path
+    if not data_dir:
+        raise ConfigurationError("the SQLite store needs data_dir (or url, the database file)", key="data_dir")
+    return os.path.join(data_dir, FILE_NAME)
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused because another connection holds the lock (SQLITE_BUSY or SQLITE_LOCKED)."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    )
+
+
+class Database:
+    """One SQLite database file, for this process: a connection that reads, one that writes, and the write lock.
+
+    Greenlets take the write connection in turn (a gevent semaphore, reentrant
+    per greenlet); the first of them takes the database's write lock
+    (``BEGIN IMMEDIATE``, polled), which other processes then wait for.
+    """
+
+    def __init__(self, path: str, *, lock_timeout: float = 10.0, key: str = "data_dir") -> None:
+        self.path = path
+        self.lock_timeout = lock_timeout
+        self._key = key  # the setting that named the file, for errors at start-up
+        self._semaphore = gevent.lock.Semaphore(1)
+        self._owner: object = None  # the greenlet that holds the write connection
+        self._depth = 0
+        self._reader: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._purge_at = time.time() + random.uniform(0, PURGE_INTERVAL)  # processes spread their sweeps
+        self.open()
+        _open.add(self)
+
+    # -- connections -----------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level None: no implicit transactions, ours are explicit; timeout 0: never block in SQLite
+        connection = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA synchronous = NORMAL")
+        return connection
+
+    def reader(self) -> sqlite3.Connection:
+        connection = self._reader
+        if connection is None:
+            connection = self._reader = self._connect()
+        return connection
+
+    def writer(self) -> sqlite3.Connection:
+        connection = self._writer
+        if connection is None:
+            connection = self._writer = self._connect()
+        return connection
+
+    def open(self) -> None:
+        """Open (or create) the database and check it can serve: ConfigurationError if not."""
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"the SQLite session store cannot open {self.path}: {exc.strerror}", key=self._key, value=self.path
+            ) from exc
+        deadline = time.monotonic() + self.lock_timeout
+        try:
+            writer = self.writer()
+            mode = self._retry(lambda: writer.execute("PRAGMA journal_mode = WAL").fetchall()[0][0], deadline)
+            if str(mode).lower() != "wal":
+                raise ConfigurationError(
+                    f"the SQLite session store {self.path} cannot use WAL (journal mode {mode}): "
+                    "put it on a local file system", key=self._key, value=self.path,
+                )
+            self._retry(lambda: self._prepare(writer), deadline)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise ConfigurationError(
+                f"the SQLite session store {self.path} is not usable: {exc}", key=self._key, value=self.path
+            ) from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self, writer: sqlite3.Connection) -> None:
+        writer.execute("BEGIN IMMEDIATE")  # also proves the file writable
+        try:
+            for statement in _SCHEMA:
+                writer.execute(statement)
+            columns = [row[1] for row in writer.execute(f"PRAGMA table_info({TABLE})").fetchall()]
+            if columns != COLUMNS:
+                raise ConfigurationError(
+                    f"the SQLite session store {self.path} has a {TABLE} table that is not ours "
+                    f"(columns {', '.join(columns)})", key=self._key, value=self.path,
+                )
+            writer.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
+            writer.execute("INSERT OR REPLACE INTO wsgisession_meta (name, value) VALUES ('schema', '1')")
+            writer.execute("COMMIT")
+        except BaseException:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close this process's connections (they reopen on the next use)."""
+        for connection in (self._reader, self._writer):
+            if connection is not None:
+                connection.close()
+        self._reader = self._writer = None
+
+    def _retry(self, operation: Callable[[], _T], deadline: float) -> _T:
+        """Run ``operation``; while another connection holds the lock, again after a gevent sleep, until ``deadline``."""
+        poll = POLL_MIN
+        while True:
+            try:
+                return operation()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise
+            poll = backoff(poll)
+
+    # -- reads -----------------------------------------------------------
+    def read(self, namespace: str, key: str) -> str | None:
+        """The text stored under ``(namespace, key)``; ``None`` if none (or not text: not ours)."""
+        try:
+            rows = self.reader().execute(_READ, (namespace, key)).fetchall()  # all: the statement ends here
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            deadline = time.monotonic() + self.lock_timeout
+            rows = self._retry(lambda: self.reader().execute(_READ, (namespace, key)).fetchall(), deadline)
+        if not rows:
+            return None
+        value = rows[0][0]
+        if not isinstance(value, str):  # a BLOB (a planted pickle?): no session, never unpickled
+            log.warning("ignoring a session record that is not text")
+            return None
+        return value
+
+    def keys(self, namespace: str) -> list[str]:
+        return [str(row[0]) for row in self.reader().execute(_KEYS, (namespace,)).fetchall()]
+
+    # -- the write lock --------------------------------------------------
+    def hold(self, timeout: float) -> sqlite3.Connection:
+        """Take the write connection and the database's write lock within ``timeout``; :meth:`release` it.
+
+        Reentrant: a greenlet that holds it already goes on in its transaction.
+        """
+        current = getcurrent()
+        if self._owner is current:
+            self._depth += 1
+            return self.writer()
+        started = time.monotonic()
+        if not self._semaphore.acquire(timeout=timeout):
+            raise LockTimeout(timeout_message(timeout), timeout=timeout)
+        self._owner, self._depth = current, 1
+        try:
+            writer = self.writer()
+            poll = POLL_MIN
+            while True:
+                try:
+                    writer.execute("BEGIN IMMEDIATE")
+                    return writer
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        raise
+                if time.monotonic() - started >= timeout:
+                    raise LockTimeout(timeout_message(timeout), timeout=timeout)
+                poll = backoff(poll)
+        except BaseException:
+            self._owner, self._depth = None, 0
+            self._semaphore.release()
+            raise
+
+    def release(self, commit: bool = True) -> None:
+        """End one holding; the outermost commits (or rolls back) and frees the lock."""
+        self._depth -= 1
+        if self._depth:
+            return
+        writer = self._writer
+        try:
+            if writer is not None and writer.in_transaction:
+                try:
+                    writer.execute("COMMIT" if commit else "ROLLBACK")
+                except BaseException:
+                    if writer.in_transaction:  # SQLite may have rolled back already
+                        writer.execute("ROLLBACK")
+                    raise
+        finally:
+            self._owner = None
+            self._semaphore.release()
+
+    def apply(self, writer: sqlite3.Connection, namespace: str, key: str, value: str | None, ttl: float | None) -> None:
+        """Write (or with ``value`` None, delete) one row in the held transaction; a sweep if one is due."""
+        if value is None:
+            writer.execute(_DELETE, (namespace, key))
+        else:
+            now = time.time()
+            writer.execute(_WRITE, (namespace, key, value, None if ttl is None else now + ttl))
+            if now >= self._purge_at:
+                self._purge(writer, now)
+
+    def change(self, namespace: str, key: str, value: str | None, ttl: float | None = None) -> None:
+        """Write (or delete) one row in a transaction of its own (or in the one this greenlet holds)."""
+        writer = self.hold(self.lock_timeout)
+        done = False
+        try:
+            self.apply(writer, namespace, key, value, ttl)
+            done = True
+        finally:
+            self.release(commit=done)
+
+    def remove_namespace(self, namespace: str) -> None:
+        writer = self.hold(self.lock_timeout)
+        done = False
+        try:
+            writer.execute(_DELETE_NAMESPACE, (namespace,))
+            done = True
+        finally:
+            self.release(commit=done)
+
+    # -- expiry ----------------------------------------------------------
+    def _purge(self, writer: sqlite3.Connection, now: float, limit: int = PURGE_LIMIT) -> int:
+        deleted = writer.execute(_PURGE, (now - PURGE_GRACE, limit)).rowcount
+        # a full batch: more are due, sweep again at the next write a second from now
+        self._purge_at = now + (1.0 if deleted >= limit else PURGE_INTERVAL)
+        if deleted:
+            log.info("swept %d expired session records", deleted)
+        return int(deleted)
+
+    def purge(self, *, now: float | None = None, limit: int = PURGE_LIMIT) -> int:
+        """Delete up to ``limit`` rows ``PURGE_GRACE`` seconds past their ``expires`` (one DELETE); how many."""
+        writer = self.hold(self.lock_timeout)
+        done = False
+        try:
+            deleted = self._purge(writer, time.time() if now is None else now, limit)
+            done = True
+        finally:
+            self.release(commit=done)
+        return deleted
+
+
+_shared: dict[str, Database] = {}
+
+
+def shared_database(path: str, lock_timeout: float = 10.0) -> Database:
+    """The one :class:`Database` of ``path`` that this process's Beaker namespace managers use."""
+    database = _shared.get(path)
+    if database is None:
+        database = _shared[path] = Database(path, lock_timeout=lock_timeout)
+    return database
+
+
+class SqliteNamespaceManager(NamespaceManager):  # type: ignore[misc]
+    """Stores ``str`` values in rows of a SQLite database; never unpickles.
+
+    Under plain Beaker (``type = wsgisession.sqlite``): ``url`` or ``data_dir`` names the database.
+    """
+
+    def __init__(
+        self, namespace: str, url: str | None = None, data_dir: str | None = None,
+        database: Database | None = None, **_: Any,
+    ) -> None:
+        super().__init__(namespace)
+        self.database = database or shared_database(database_path(data_dir=data_dir, url=url))
+
+    def __getitem__(self, key: str) -> str:
+        value = self.database.read(self.namespace, key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return self.database.read(self.namespace, str(key)) is not None
+
+    def has_key(self, key: str) -> bool:
+        return key in self
+
+    def set_value(self, key: str, value: str, expiretime: int | None = None) -> None:
+        if not isinstance(value, str):
+            raise TypeError("the wsgisession SQLite backend stores str values only")
+        self.database.change(self.namespace, key, value, expiretime)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.set_value(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.database.change(self.namespace, key, None)
+
+    def do_remove(self) -> None:
+        self.database.remove_namespace(self.namespace)
+
+    def keys(self) -> list[str]:
+        return self.database.keys(self.namespace)
+
+
+class SqliteBackend(Backend):
+    """The SQLite store: reads on one connection, writes and transactions on another, under the database's lock."""
+
+    name = "sqlite"
+    expires = True
+    faults = (sqlite3.Error, OSError)
+
+    def __init__(self, *, data_dir: str | None = None, url: str | None = None, lock_timeout: float = 10.0,
+                 **options: Any) -> None:
+        path = database_path(data_dir=data_dir, url=url)
+        self.database = Database(path, lock_timeout=lock_timeout, key="url" if url else "data_dir")
+        super().__init__(SqliteNamespaceManager, database=self.database, **options)
+
+    def fault(self, exc: BaseException) -> StoreUnavailable:
+        log.error("the sqlite session store %s failed: %s", self.database.path, exc)
+        return StoreUnavailable(f"the sqlite session store failed: {exc}", backend=self.name)
+
+    # Speed: straight to the database, without a namespace manager; ids are checked first all the same
+    def read(self, key: str) -> str | None:
+        if not is_session_id(key):
+            raise ValueError("not a session id")
+        try:
+            return self.database.read(key, KEY)
+        except self.faults as exc:
+            raise self.fault(exc) from exc
+
+    def write(self, key: str, text: str, ttl: int | None = None) -> None:
+        if not is_session_id(key):
+            raise ValueError("not a session id")
+        try:
+            self.database.change(key, KEY, text, ttl)
+        except self.faults as exc:
+            raise self.fault(exc) from exc
+
+    def remove(self, key: str) -> None:
+        if not is_session_id(key):
+            raise ValueError("not a session id")
+        try:
+            self.database.change(key, KEY, None)
+        except self.faults as exc:
+            raise self.fault(exc) from exc
+
+    def begin(self, key: str, timeout: float) -> Transaction:
+        if not is_session_id(key):
+            raise ValueError("not a session id")
+        database = self.database
+        try:
+            writer = database.hold(timeout)
+        except self.faults as exc:
+            raise self.fault(exc) from exc
+        try:
+            rows = writer.execute(_READ, (key, KEY)).fetchall()
+        except BaseException as exc:
+            database.release(commit=False)
+            if isinstance(exc, self.faults):
+                raise self.fault(exc) from exc
+            raise
+        text = rows[0][0] if rows else None
+        return _Immediate(self, key, text if isinstance(text, str) else None)
+
+    def purge(self, *, now: float | None = None, limit: int = PURGE_LIMIT) -> int:
+        """Sweep expired rows now (writes do it by themselves every ``PURGE_INTERVAL``); how many went."""
+        try:
+            return self.database.purge(now=now, limit=limit)
+        except self.faults as exc:
+            raise self.fault(exc) from exc
+
+
+class _Immediate(Transaction):
+    """A SQLite transaction (``BEGIN IMMEDIATE`` taken): the commit writes the row, then ``COMMIT``."""
+
+    __slots__ = ()
+
+    def commit(self) -> None:
+        change, self.change = self.change, None
+        backend = self.backend
+        assert isinstance(backend, SqliteBackend)
+        database = backend.database
+        try:
+            if change is not None:
+                removal = change[1] == -1
+                database.apply(database.writer(), self.key, KEY, None if removal else change[0],
+                               None if removal else change[1])
+        except BaseException as exc:
+            try:
+                database.release(commit=False)  # the stored session stays as it was
+            except backend.faults:
+                log.warning("could not roll back a failed session save")
+            if isinstance(exc, backend.faults):
+                raise backend.fault(exc) from exc
+            raise
+        try:
+            database.release()
+        except backend.faults as exc:
+            raise backend.fault(exc) from exc
