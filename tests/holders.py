@@ -17,6 +17,15 @@ from wsgisession.locks import FileLock, RedisLock
 kind, target, hold = sys.argv[1], sys.argv[2], float(sys.argv[3])
 if kind == "file":
     lock = FileLock(target)
+elif kind == "sqlite":  # the database's write lock, as a transaction of another process takes it
+    import sqlite3
+    connection = sqlite3.connect(target, timeout=0, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    print("locked", flush=True)
+    gevent.sleep(hold)
+    connection.execute("COMMIT")
+    print("released", flush=True)
+    sys.exit(0)
 else:
     import redis
     url, name, ttl = target.split(" ")

@@ -1,4 +1,4 @@
-"""The pickle-free backends: JSON text stored verbatim, never unpickled.
+"""The pickle-free backends: JSON text stored verbatim, never unpickled; what each store adds (SQLite's lock, sweep, faults).
 
 A planted pickle whose ``__reduce__`` would create a marker file is put where a
 session record lives (a file, a Redis key); reading it must give no session
@@ -10,6 +10,9 @@ import hashlib
 import json
 import os
 import pickle
+import sqlite3
+import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,15 @@ import pytest
 import redis
 
 from tests.helpers import SECRET
+from tests.holders import Holder, ticker_stall
 from wsgisession.backends import file as file_backend
 from wsgisession.backends import memory
+from wsgisession.backends import sqlite as sqlite_backend
 from wsgisession.backends.file import FileNamespaceManager
 from wsgisession.backends.memory import MemoryNamespaceManager
 from wsgisession.backends.redis import RedisNamespaceManager
+from wsgisession.backends.sqlite import SqliteBackend, SqliteNamespaceManager
+from wsgisession.errors import ConfigurationError, LockTimeout, StoreUnavailable
 from wsgisession.ids import new_session_id
 from wsgisession.ids import Fingerprint
 from wsgisession.manager import SessionManager
@@ -155,6 +162,7 @@ def test_file_backend_ignores_a_corrupt_record_and_logs_no_id(
 def test_backends_are_beaker_backends() -> None:
     import beaker.cache
 
+    assert beaker.cache.clsmap["wsgisession.sqlite"] is SqliteNamespaceManager
     assert beaker.cache.clsmap["wsgisession.file"] is FileNamespaceManager
     assert beaker.cache.clsmap["wsgisession.memory"] is MemoryNamespaceManager
     assert beaker.cache.clsmap["wsgisession.redis"] is RedisNamespaceManager
@@ -214,3 +222,287 @@ def test_redis_backend_never_unpickles_a_planted_pickle(
         assert text is None or text == payload.decode("utf-8")  # protocol 0 is ASCII: text, but not JSON
         assert not marker.exists()
         assert sid not in caplog.text
+
+
+# -- sqlite ----------------------------------------------------------------
+def sqlite_connection(path: Path | str) -> sqlite3.Connection:
+    """A connection of the test's own to a store's database (another 'process')."""
+    return sqlite3.connect(str(path), isolation_level=None)
+
+
+def test_sqlite_backend_stores_json_text_in_rows_of_one_database(tmp_path: Path) -> None:
+    sid = new_session_id()
+    manager = SqliteNamespaceManager(sid, data_dir=str(tmp_path))
+    manager.set_value("session", '{"s": "\u00e9"}', expiretime=60)
+    manager.set_value("other", "kept")
+    path = tmp_path / sqlite_backend.FILE_NAME
+    with closing(sqlite_connection(path)) as connection:
+        rows = connection.execute(f"SELECT namespace, key, value, expires FROM {sqlite_backend.TABLE}").fetchall()
+    assert sorted((n, k, v) for n, k, v, _ in rows) == [(sid, "other", "kept"), (sid, "session", '{"s": "\u00e9"}')]
+    expires = {k: e for _, k, _, e in rows}
+    assert expires["other"] is None and 0 < expires["session"] - time.time() <= 60
+    assert manager["session"] == '{"s": "\u00e9"}' and "session" in manager and manager.keys() == ["other", "session"]
+    with pytest.raises(TypeError):
+        manager.set_value("session", b"{}")  # type: ignore[arg-type]
+    del manager["other"]
+    with pytest.raises(KeyError):
+        del manager["other"]
+    manager.do_remove()
+    assert "session" not in manager and manager.keys() == []
+
+
+def test_sqlite_backend_database_is_private_in_wal_mode_with_normal_sync(tmp_path: Path) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path / "sessions"))
+    store.write(new_session_id(), "{}")
+    assert isinstance(store.backend, SqliteBackend)
+    database = store.backend.database
+    assert database.path == str(tmp_path / "sessions" / "wsgisession.sqlite3")
+    assert database.writer().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    for connection in (database.reader(), database.writer()):
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 0  # never blocks inside SQLite
+    modes = {p.name: oct(os.stat(p).st_mode & 0o777) for p in (tmp_path / "sessions").iterdir()}
+    assert oct(os.stat(tmp_path / "sessions").st_mode & 0o777) == "0o700"
+    assert modes == {"wsgisession.sqlite3": "0o600", "wsgisession.sqlite3-wal": "0o600",
+                     "wsgisession.sqlite3-shm": "0o600"}
+
+
+@pytest.mark.parametrize("form", ["path", "relative", "absolute"])
+def test_sqlite_backend_url_names_the_database_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = {"path": str(tmp_path / "db" / "s.db"), "relative": "sqlite:///db/s.db",
+           "absolute": f"sqlite:///{tmp_path}/db/s.db"}[form]
+    store = Store(type="sqlite", url=url, data_dir=str(tmp_path / "ignored"))
+    sid = new_session_id()
+    store.write(sid, '{"n": 1}')
+    assert (tmp_path / "db" / "s.db").is_file() and not (tmp_path / "ignored").exists()
+    assert Store(type="sqlite", url=str(tmp_path / "db" / "s.db")).read(sid) == '{"n": 1}'
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "sqlite://s.db", "sqlite:///", ":memory:",
+                                 "sqlite:///:memory:", "file:s.db?mode=memory"])
+def test_sqlite_backend_refuses_a_url_that_is_no_database_file(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Store(type="sqlite", url=url)
+    assert caught.value.key == "url" and caught.value.value == url
+
+
+def test_sqlite_backend_needs_data_dir_or_url() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Store(type="sqlite")
+    assert caught.value.key == "data_dir"
+
+
+@pytest.mark.parametrize("junk", [b"not a database at all, " * 100, b"SQLite format 3\x00" + b"\xff" * 2000])
+def test_sqlite_backend_a_corrupt_database_is_a_configuration_error_at_start_up(tmp_path: Path, junk: bytes) -> None:
+    path = tmp_path / "wsgisession.sqlite3"
+    path.write_bytes(junk)
+    with pytest.raises(ConfigurationError, match="is not usable") as caught:
+        Store(type="sqlite", data_dir=str(tmp_path))
+    assert caught.value.key == "data_dir" and caught.value.value == str(path)
+    assert path.read_bytes() == junk, "left as it was, for its owner to look at"
+
+
+def test_sqlite_backend_an_unopenable_database_is_a_configuration_error_at_start_up(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigurationError, match="cannot open") as caught:
+        Store(type="sqlite", url=str(tmp_path / "a-file" / "s.db"))
+    assert caught.value.key == "url"
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(ConfigurationError) as caught:
+        Store(type="sqlite", url=str(tmp_path / "dir.db"))
+    assert caught.value.key == "url"
+
+
+def test_sqlite_backend_a_table_of_another_shape_is_a_configuration_error(tmp_path: Path) -> None:
+    with closing(sqlite_connection(tmp_path / "wsgisession.sqlite3")) as connection:
+        connection.execute(f"CREATE TABLE {sqlite_backend.TABLE} (id TEXT PRIMARY KEY, data BLOB)")
+    with pytest.raises(ConfigurationError, match="not ours") as caught:
+        Store(type="sqlite", data_dir=str(tmp_path))
+    assert caught.value.key == "data_dir"
+
+
+def test_sqlite_backend_a_full_disk_fails_the_save_with_the_old_data_intact(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path), lock_timeout=1.0)
+    assert isinstance(store.backend, SqliteBackend)
+    sid = new_session_id()
+    store.write(sid, '{"n": "old"}')
+    writer = store.backend.database.writer()
+    pages = writer.execute("PRAGMA page_count").fetchone()[0]
+    writer.execute(f"PRAGMA max_page_count = {pages}")  # the database may not grow: what a full disk does
+    big = json.dumps({"n": "x" * 200_000})
+    with pytest.raises(StoreUnavailable, match="full") as caught:
+        store.write(sid, big)
+    assert caught.value.backend == "sqlite" and caught.value.reason == "store_unavailable"
+    with pytest.raises(StoreUnavailable, match="full"):
+        with store.transaction(sid) as txn:
+            txn.write(big)
+    assert store.read(sid) == '{"n": "old"}'
+    with closing(sqlite_connection(tmp_path / "wsgisession.sqlite3")) as other:
+        assert other.execute(f"SELECT value FROM {sqlite_backend.TABLE}").fetchall() == [('{"n": "old"}',)]
+    assert sid not in caplog.text
+    with store.transaction(sid, timeout=0.1) as txn:  # the lock is free again, the small write fits
+        txn.write('{"n": "new"}')
+    writer.execute(f"PRAGMA max_page_count = {2**31}")
+    store.write(sid, big)
+    assert store.read(sid) == big
+
+
+def test_sqlite_backend_never_unpickles_a_planted_pickle(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    marker = tmp_path / "marker"
+    store = Store(type="sqlite", data_dir=str(tmp_path / "sessions"))
+    for payload in pickles(marker):
+        sid = new_session_id()
+        with closing(sqlite_connection(tmp_path / "sessions" / "wsgisession.sqlite3")) as connection:
+            connection.execute(f"INSERT INTO {sqlite_backend.TABLE} VALUES (?, 'session', ?, NULL)", (sid, payload))
+        assert store.read(sid) is None
+        assert manager_for(store).read(sid) is None
+        with store.transaction(sid) as txn:
+            assert txn.text is None
+        assert not marker.exists()
+        assert sid not in caplog.text
+
+
+def test_sqlite_backend_sweep_is_one_bounded_delete_through_the_expiry_index(tmp_path: Path) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    database = store.backend.database
+    database.purge_at = float("inf")  # no sweep by the writes below
+    lasting, fresh = new_session_id(), new_session_id()
+    expiring = [new_session_id() for _ in range(25)]
+    store.write(lasting, "{}")  # no timeout: never swept
+    store.write(fresh, "{}", ttl=3600)
+    for sid in expiring:
+        store.write(sid, "{}", ttl=10)
+    now = time.time()
+    assert store.backend.purge(now=now + 10 + sqlite_backend.PURGE_GRACE - 5) == 0, "kept for the grace period"
+    assert store.backend.purge(now=now + 20 + sqlite_backend.PURGE_GRACE, limit=10) == 10
+    assert store.backend.purge(now=now + 20 + sqlite_backend.PURGE_GRACE, limit=10) == 10
+    assert store.backend.purge(now=now + 20 + sqlite_backend.PURGE_GRACE) == 5
+    assert [store.read(sid) for sid in expiring] == [None] * 25
+    assert store.read(lasting) == "{}" and store.read(fresh) == "{}"
+    plan = " ".join(str(row[-1]) for row in database.reader().execute(
+        f"EXPLAIN QUERY PLAN {sqlite_backend._PURGE}", (now, 10)).fetchall())
+    assert f"INDEX {sqlite_backend.TABLE}_expires" in plan and "SCAN" not in plan, plan
+
+
+def test_sqlite_backend_writes_sweep_by_themselves_once_due(tmp_path: Path) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    database = store.backend.database
+    database.purge_at = float("inf")
+    old = new_session_id()
+    store.write(old, "{}", ttl=-int(sqlite_backend.PURGE_GRACE) - 10)  # expired long ago
+    store.write(new_session_id(), "{}", ttl=60)
+    assert store.read(old) == "{}", "not due yet"
+    database.purge_at = 0.0  # due
+    store.write(new_session_id(), "{}", ttl=60)
+    assert store.read(old) is None
+    assert database.purge_at >= time.time() + sqlite_backend.PURGE_INTERVAL - 1
+
+
+def test_rule6_sqlite_lock_of_another_process_never_blocks_the_event_loop(tmp_path: Path) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path), lock_timeout=5.0)
+    sid = new_session_id()
+    store.write(sid, "0")
+    holder = Holder("sqlite", str(tmp_path / "wsgisession.sqlite3"), 0.6)
+    try:
+        started = time.monotonic()
+        assert store.read(sid) == "0", "readers never wait for the writer"
+
+        def incr() -> None:
+            with store.transaction(sid) as txn:
+                txn.write(str(int(txn.text or "0") + 1))
+
+        waiter = gevent.spawn(incr)
+        stall = ticker_stall(waiter)
+        waiter.get()
+        waited = time.monotonic() - started
+    finally:
+        holder.close()
+    print(f"sqlite lock: waited {waited:.3f}s for the other process; longest loop stall {stall * 1000:.1f} ms")
+    assert waited >= 0.4, "the lock was not actually held by the other process"
+    assert stall < 0.050
+    assert store.read(sid) == "1"
+
+
+def test_rule6_sqlite_lock_wait_is_bounded_and_a_killed_holder_frees_it_at_once(tmp_path: Path) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path), lock_timeout=0.3)
+    sid = new_session_id()
+    holder = Holder("sqlite", str(tmp_path / "wsgisession.sqlite3"), 60)
+    try:
+        for attempt in (lambda: store.transaction(sid).__enter__(), lambda: store.write(sid, "{}")):
+            started = time.monotonic()
+            with pytest.raises(LockTimeout) as caught:
+                attempt()
+            assert caught.value.timeout == 0.3
+            assert 0.29 <= time.monotonic() - started < 0.6
+        assert len(store.locks) == 0
+        killed = holder.kill()
+        with store.transaction(sid, timeout=5.0) as txn:
+            freed = time.monotonic() - killed
+            txn.write("{}")
+    finally:
+        holder.close()
+    print(f"sqlite lock: free {freed * 1000:.1f} ms after its holder was killed")
+    assert freed < 0.5
+    assert store.read(sid) == "{}"
+
+
+def test_sqlite_backend_a_transaction_holds_the_whole_database(tmp_path: Path) -> None:
+    """The documented price of SQLite's lock: another session's save waits for the holder's commit."""
+    store = Store(type="sqlite", data_dir=str(tmp_path), lock_timeout=2.0)
+    held, other = new_session_id(), new_session_id()
+    order: list[str] = []
+
+    def slow() -> None:
+        with store.transaction(held) as txn:
+            gevent.sleep(0.2)
+            txn.write("held")
+            order.append("held committed")
+
+    def save() -> None:
+        store.write(other, "other")
+        order.append("other saved")
+
+    first = gevent.spawn(slow)
+    gevent.sleep(0.01)
+    second = gevent.spawn(save)
+    gevent.joinall([first, second], raise_error=True)
+    assert order == ["held committed", "other saved"]
+    assert store.read(other) == "other" and store.read(held) == "held"
+
+
+def test_sqlite_backend_a_forked_child_opens_connections_of_its_own(tmp_path: Path) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    sid = new_session_id()
+    store.write(sid, "parent")
+    pid = os.fork()
+    if pid == 0:  # the child: what a gunicorn worker of a preloaded app does
+        code = 1
+        try:
+            with store.transaction(sid) as txn:
+                code = 0 if txn.text == "parent" else 2
+                txn.write("child")
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.read(sid) == "child"
+    with store.transaction(sid) as txn:  # the parent's connections still serve
+        txn.write("parent again")
+    assert store.read(sid) == "parent again"
+
+
+def test_sqlite_backend_serves_plain_beaker_sessions(tmp_path: Path) -> None:
+    from beaker.session import Session
+
+    options: dict[str, Any] = {"type": "wsgisession.sqlite", "data_dir": str(tmp_path), "data_serializer": "json"}
+    session = Session({}, **options)
+    session["n"] = 1
+    session.save()
+    assert Session({}, id=session.id, **options)["n"] == 1

@@ -148,7 +148,8 @@ class Database:
         self._depth = 0
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
-        self._purge_at = time.time() + random.uniform(0, PURGE_INTERVAL)  # processes spread their sweeps
+        #: Unix time from which the next write sweeps expired rows (processes spread theirs)
+        self.purge_at = time.time() + random.uniform(0, PURGE_INTERVAL)
         self.open()
         _open.add(self)
 
@@ -202,14 +203,15 @@ class Database:
     def _prepare(self, writer: sqlite3.Connection) -> None:
         writer.execute("BEGIN IMMEDIATE")  # also proves the file writable
         try:
-            for statement in _SCHEMA:
-                writer.execute(statement)
+            writer.execute(_SCHEMA[0])
             columns = [row[1] for row in writer.execute(f"PRAGMA table_info({TABLE})").fetchall()]
             if columns != COLUMNS:
                 raise ConfigurationError(
                     f"the SQLite session store {self.path} has a {TABLE} table that is not ours "
                     f"(columns {', '.join(columns)})", key=self._key, value=self.path,
                 )
+            for statement in _SCHEMA[1:]:
+                writer.execute(statement)
             writer.execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchall()
             writer.execute("INSERT OR REPLACE INTO wsgisession_meta (name, value) VALUES ('schema', '1')")
             writer.execute("COMMIT")
@@ -314,7 +316,7 @@ class Database:
         else:
             now = time.time()
             writer.execute(_WRITE, (namespace, key, value, None if ttl is None else now + ttl))
-            if now >= self._purge_at:
+            if now >= self.purge_at:
                 self._purge(writer, now)
 
     def change(self, namespace: str, key: str, value: str | None, ttl: float | None = None) -> None:
@@ -340,7 +342,7 @@ class Database:
     def _purge(self, writer: sqlite3.Connection, now: float, limit: int = PURGE_LIMIT) -> int:
         deleted = writer.execute(_PURGE, (now - PURGE_GRACE, limit)).rowcount
         # a full batch: more are due, sweep again at the next write a second from now
-        self._purge_at = now + (1.0 if deleted >= limit else PURGE_INTERVAL)
+        self.purge_at = now + (1.0 if deleted >= limit else PURGE_INTERVAL)
         if deleted:
             log.info("swept %d expired session records", deleted)
         return int(deleted)
