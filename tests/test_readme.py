@@ -61,7 +61,7 @@ def test_readme_ini_snippet_is_valid_configuration(monkeypatch: Any) -> None:
     settings = {k: v for k, v in parser.items("filter:session") if k not in ("use", "here")}
     monkeypatch.setenv("SESSION_SECRET", "x" * 16 + "abcdefghijklmnop")
     options = from_settings(settings)
-    assert options["type"] == "file" and options["timeout"] == 3600 and options["secure"] is True
+    assert options["type"] == "sqlite" and options["timeout"] == 3600 and options["secure"] is True
     assert options["data_dir"] == "/srv/app/data/sessions"
 
 
