@@ -47,7 +47,7 @@ def write_ini(directory: Path, *, use: str = "call:examples.counter:app_factory"
     """An INI file for one app: ``settings`` keys use dots as in the INI."""
     values = {
         "beaker.session.secret": SECRET,
-        "beaker.session.type": "file",
+        "beaker.session.type": "sqlite",  # the default store
         "beaker.session.data_dir": str(directory / "sessions"),
     }
     values.update({k: None if v is None else str(v) for k, v in settings.items()})

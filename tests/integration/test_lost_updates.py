@@ -106,12 +106,16 @@ def test_rule4_a_slow_read_only_request_does_not_undo_a_write(server: Server) ->
     assert data["by_http"] == "1" and data["by_socket"] == 2 and data["who"] == "ann"
 
 
-def test_rule4_a_read_only_request_or_event_writes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "file"])
+def test_rule4_a_read_only_request_or_event_writes_nothing(tmp_path: Path, backend: str) -> None:
     # The default touch interval: nothing is due, so reading must not write at all.
-    with serve(write_ini(tmp_path, use=APP)) as server:
+    with serve(write_ini(tmp_path, use=APP, **{"beaker.session.type": backend})) as server:
         cookie, session_id = new_session(server.url)
-        digest = hashlib.sha256(session_id.encode()).hexdigest()
-        record = tmp_path / "sessions" / "wsgisession" / digest[:2] / f"{digest}.json"
+        if backend == "file":
+            digest = hashlib.sha256(session_id.encode()).hexdigest()
+            record = tmp_path / "sessions" / "wsgisession" / digest[:2] / f"{digest}.json"
+        else:  # any commit appends to the write-ahead log
+            record = tmp_path / "sessions" / "wsgisession.sqlite3-wal"
         before = os.stat(record)
         time.sleep(0.05)
         assert get(server.url, cookie)["who"] == "ann"
@@ -121,7 +125,7 @@ def test_rule4_a_read_only_request_or_event_writes_nothing(tmp_path: Path) -> No
         finally:
             client.disconnect()
         after = os.stat(record)
-    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
 
 
 # -- rules 5 and 6 across processes: gunicorn workers -----------------------------
