@@ -54,6 +54,8 @@ RESULTS = HERE / "results"
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+from load import httpclient  # noqa: E402
 from tests.servers import child_env, free_port, wait_for_port, write_ini  # noqa: E402
 
 WORKLOADS = ("echo", "whoami", "incr")
@@ -72,12 +74,15 @@ class Sizes:
     mixed_sockets: int = 4  # concurrent socket loops (sockets) per session
     mixed_ops: int = 25  # operations per loop
     keepalive: int = 100  # sequential requests per server per round
+    http_requests: int = 3000  # http: requests per path per server per round, over the network
+    http_connections: int = 8  # http: concurrent keep-alive connections
+    http_inprocess: int = 2000  # http: requests per path per app per round, in process
     scale_levels: tuple[int, ...] = (100, 1000, 10000)
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(rounds=2, clients=20, events=50, warmup=5, mixed_sessions=4, mixed_ops=15, keepalive=30,
-                   scale_levels=(100, 1000))
+                   http_requests=1000, http_inprocess=500, scale_levels=(100, 1000))
 
 
 # -- processes and /proc ------------------------------------------------------
@@ -275,7 +280,8 @@ def ours(store: str, directory: Path, redis_url: str | None, *, locking: bool = 
                          "beaker.session.data_dir": None})
     elif store == "memory":
         settings.update({"beaker.session.type": "memory", "beaker.session.data_dir": None})
-    else:
+    else:  # sqlite or file
+        settings["beaker.session.type"] = store
         settings["beaker.session.data_dir"] = str((file_root or directory) / name.replace("/", "-"))
     if not locking:
         settings["wsgisession.locking"] = "false"
@@ -297,12 +303,12 @@ def node_peer(args: list[str]) -> Callable[[int], list[str]]:
 def build_targets(directory: Path, redis_url: str | None, have: dict[str, bool],
                   file_root: Path) -> tuple[list[Target], list[str]]:
     """Every server of the run, and the reasons some are left out."""
-    stores = ["memory", "file"] + (["redis"] if redis_url else [])
+    stores = ["memory", "sqlite", "file"] + (["redis"] if redis_url else [])
     targets = [ours(store, directory, redis_url, file_root=file_root) for store in stores]
     targets += [ours(store, directory, redis_url, locking=False, workloads=("incr",), file_root=file_root)
                 for store in stores]
     targets += [ours(store, directory, redis_url, file_root=file_root, sync=True)
-                for store in stores if store != "file"]
+                for store in stores if store not in ("file", "sqlite")]
     targets.append(Target("bare-socketio", "bare", "none", workloads=("echo",), mixed=False,
                           launch=python_peer("bare_socketio.py")))
     for store in ["file"] + (["redis"] if redis_url else []):
@@ -329,6 +335,29 @@ def build_targets(directory: Path, redis_url: str | None, have: dict[str, bool],
     if not redis_url:
         skipped.append("redis: redis-server not found (apt-get install -y redis-server)")
     return targets, skipped
+
+
+HTTP_APPS = PEERS / "http_apps.py"
+HTTP_PATHS = ("read", "write")
+
+
+def http_targets(directory: Path, redis_url: str | None, have: dict[str, bool]) -> list[Target]:
+    """The HTTP path's servers (benchmarks/peers/http_apps.py, one app each, on the peers' server)."""
+    names = ["bare", "wsgisession/memory", "wsgisession/sqlite", "wsgisession/file", "beaker/memory", "beaker/file"]
+    if have["flask"]:
+        names += ["flask", "flask/memory", "flask/file"]
+    if redis_url:
+        names += ["wsgisession/redis", "beaker/redis"] + (["flask/redis"] if have["flask"] else [])
+    targets = []
+    for n, name in enumerate(names):
+        stack, _, store = name.partition("/")
+        args = ["--app", name, "--dir", str(directory / f"http-{name.replace('/', '-')}")]
+        if store == "redis":
+            args += ["--redis-url", str(redis_url).replace("/0", f"/{5 + n % 3}")]
+        targets.append(Target(f"http:{name}", stack, store or "none", workloads=(), mixed=False,
+                              launch=lambda port, args=args: [sys.executable, str(HTTP_APPS), *args,
+                                                              "--port", str(port)]))
+    return targets
 
 
 # -- measuring ----------------------------------------------------------------
@@ -619,6 +648,54 @@ class Run:
         self.log(f"  {target.name:34} p50 {record['p50_us'] / 1000:6.2f} ms  p99 {record['p99_us'] / 1000:6.2f} ms"
                  f"  stalls {record['stalls_over_30ms']}/{count}")
 
+    # -- section 6: the HTTP path ----------------------------------------------------
+    def http_round(self, target: Target, rnd: int) -> None:
+        """A request that reads the session and one that writes it, over the network: rate and server CPU."""
+        assert target.proc is not None
+        size = self.sizes
+        port, pid = target.proc.port, target.proc.pid
+        try:
+            cookie = httpclient.get_cookie(port, "/login")
+            for path in rotate(list(HTTP_PATHS), rnd):
+                httpclient.run(port, f"/{path}", cookie, connections=size.http_connections,
+                               requests=max(100, size.http_requests // 10))  # warm-up
+                cpu0 = cpu_seconds(pid)
+                answer = httpclient.run(port, f"/{path}", cookie, connections=size.http_connections,
+                                        requests=size.http_requests)
+                cpu = cpu_seconds(pid) - cpu0
+                done = answer["requests"]
+                record = {"section": "http", "round": rnd, "target": target.name, "path": path,
+                          "ok": done == size.http_requests and not answer["errors"], **answer,
+                          "server_cpu_s": cpu, "server_cpu_us_per_request": cpu / done * 1e6 if done else None,
+                          "server_cpu_util": cpu / answer["elapsed_s"] if answer["elapsed_s"] else None}
+                self.records.append(record)
+                self.log(f"  {target.name:26} {path:5} {record['requests_per_s'] or 0:7.0f} req/s "
+                         f"{record['server_cpu_us_per_request'] or 0:5.0f} us/req  errors {answer['errors'] or ''}")
+        except (OSError, RuntimeError) as exc:
+            self.fail(target, "http", rnd, {"error": str(exc)})
+
+    def http_inprocess_round(self, target: Target, rnd: int) -> None:
+        """The same app called as a WSGI callable in a process of its own on the server's core: CPU per request."""
+        argv = target.launch(0)[:-2] + ["--inprocess", str(self.sizes.http_inprocess), "--rounds", "1"]
+        cores = self.server_cores
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=child_env(), cwd=ROOT,
+                                 preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+            answer = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
+        except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            answer, out = None, None
+            self.notes.append(f"{target.name} in process: {exc}")
+        if answer is None:
+            self.fail(target, "http_inprocess", rnd, {"stderr": (out.stderr[-500:] if out else "")})
+            return
+        for path in HTTP_PATHS:
+            self.records.append({"section": "http_inprocess", "round": rnd, "target": target.name, "path": path,
+                                 "ok": True, "cpu_us_per_request": answer[path]["cpu_us"],
+                                 "wall_us_per_request": answer[path]["wall_us"],
+                                 "requests": self.sizes.http_inprocess})
+        self.log(f"  {target.name:26} in process: read {answer['read']['cpu_us']:5.1f} us, "
+                 f"write {answer['write']['cpu_us']:5.1f} us")
+
     # -- profiles (--profile): py-spy on our server, after the measured rounds ----------
     def profile(self, target: Target, stamp: str) -> dict[str, Any]:
         """Sample the server with py-spy while it serves echo and incr; where the time goes."""
@@ -798,7 +875,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         if "incr" in workloads and "bare-socketio" in events:
             row["incr/bare echo cpu"] = ratio((target, "incr"), ("bare-socketio", "echo"), "server_cpu_us_per_event")
         ratios[target] = row
-    for store in ("memory", "file", "redis"):
+    for store in ("memory", "sqlite", "file", "redis"):
         nolock, locked = f"wsgisession/{store}/nolock", f"wsgisession/{store}"
         if nolock in events and locked in events:
             ratios.setdefault(locked, {})["incr lock cost cpu"] = ratio(
@@ -836,7 +913,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             "locking": rows[0].get("locking"),
         })
         mixed[target] = entry
-    for store in ("memory", "file", "redis"):
+    for store in ("memory", "sqlite", "file", "redis"):
         locked, nolock = f"wsgisession/{store}", f"wsgisession/{store}/nolock"
         if locked in mrows and nolock in mrows:
             x = {r["round"]: r for r in mrows[locked]}
@@ -861,7 +938,44 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 
     scale = [r for r in records if r["section"] == "scale"]
     return {"events": events, "ratios": ratios, "versus": versus, "mixed": mixed, "keepalive": keepalive,
-            "scale": scale}
+            "scale": scale, "http": summarize_http(records)}
+
+
+#: ours -> the peers on the same kind of store (the embedded default of each, memory, Redis)
+HTTP_PEERS = {
+    "memory": ("beaker/memory", "flask/memory"), "sqlite": ("beaker/file", "flask/file"),
+    "file": ("beaker/file", "flask/file"), "redis": ("beaker/redis", "flask/redis"),
+}
+
+
+def summarize_http(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians per server and path, and ratios taken within each round (against the bare app, ours against peers)."""
+    out: dict[str, Any] = {}
+    for section, metric, fields in (
+        ("http", "server_cpu_us_per_request", ("requests_per_s", "server_cpu_us_per_request", "p50_us", "p99_us",
+                                                "server_cpu_util")),
+        ("http_inprocess", "cpu_us_per_request", ("cpu_us_per_request", "wall_us_per_request")),
+    ):
+        rows: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+        for r in records:
+            if r["section"] == section and r.get("ok") and r.get("path"):
+                rows.setdefault((r["target"].removeprefix("http:"), r["path"]), {})[r["round"]] = r
+        table_: dict[str, dict[str, Any]] = {}
+        for (name, path), by_round in rows.items():
+            entry = {f: median([r.get(f) for r in by_round.values()]) for f in fields}
+            entry["rounds"] = len(by_round)
+            bare = rows.get(("bare", path), {})
+            entry["x_bare"] = median([r[metric] / bare[k][metric] for k, r in by_round.items()
+                                      if k in bare and bare[k].get(metric) and r.get(metric)])
+            stack, _, store = name.partition("/")
+            if stack == "wsgisession":
+                for peer in HTTP_PEERS.get(store, ()):
+                    theirs = rows.get((peer, path), {})
+                    entry[f"vs {peer}"] = median([theirs[k][metric] / r[metric] for k, r in by_round.items()
+                                                  if k in theirs and theirs[k].get(metric) and r.get(metric)])
+            table_.setdefault(name, {})[path] = entry
+        out[section] = table_
+    return out
 
 
 # -- tables -------------------------------------------------------------------
@@ -969,6 +1083,7 @@ def report(summary: dict[str, Any], sizes: Sizes, notes: list[str]) -> str:
             ["N", "connected", "connect/s", "connect p99 ms", "srv us/connect", "KB/conn",
              "active incr/s", "active p99 ms", "active us/ev", "all incr/s", "all p50 ms", "all p99 ms",
              "all us/ev", "client CPU"], rows))
+    parts.append(report_http(summary.get("http") or {}, sizes))
     for target, workloads in (summary.get("profiles") or {}).items():
         for workload, prof in workloads.items():
             title = f"Profile {target} {workload} ({prof['samples']} py-spy samples; {prof['file']})"
@@ -981,6 +1096,43 @@ def report(summary: dict[str, Any], sizes: Sizes, notes: list[str]) -> str:
     if notes:
         parts.append("\nNotes:\n" + "\n".join(f"- {n}" for n in notes))
     return "\n".join(p for p in parts if p) + "\n"
+
+
+def report_http(http: dict[str, Any], sizes: Sizes) -> str:
+    parts = []
+    served, inproc = http.get("http") or {}, http.get("http_inprocess") or {}
+    names = list(dict.fromkeys([*served, *inproc]))
+    rows = []
+    for name in names:
+        for path in HTTP_PATHS:
+            s, i = (served.get(name) or {}).get(path) or {}, (inproc.get(name) or {}).get(path) or {}
+            if not s and not i:
+                continue
+            rows.append([name, path, fmt(s.get("requests_per_s"), "rate"), fmt(s.get("server_cpu_us_per_request"), "us"),
+                         fmt(s.get("x_bare"), "x"), fmt(s.get("p50_us"), "ms"), fmt(s.get("p99_us"), "ms"),
+                         fmt(s.get("server_cpu_util"), "pct"), fmt(i.get("cpu_us_per_request"), "n"),
+                         fmt(i.get("x_bare"), "x")])
+    parts.append(table(
+        f"6. HTTP path: GET /read (reads the session) and /write (writes it); served: {sizes.http_connections} "
+        f"keep-alive connections x {sizes.http_requests} requests; in process: {sizes.http_inprocess} WSGI calls; "
+        "median of rounds, x bare = CPU over the bare app's in the same round",
+        ["app", "path", "req/s", "srv us/req", "x bare", "p50 ms", "p99 ms", "srv CPU", "in-proc us/req",
+         "in-proc x bare"], rows))
+    rows = []
+    for name in names:
+        stack, _, store = name.partition("/")
+        if stack != "wsgisession":
+            continue
+        for peer in HTTP_PEERS.get(store, ()):
+            cells = []
+            for section in (served, inproc):
+                for path in HTTP_PATHS:
+                    cells.append(fmt(((section.get(name) or {}).get(path) or {}).get(f"vs {peer}"), "x"))
+            if any(c != "-" for c in cells):
+                rows.append([f"{name} vs {peer}", *cells])
+    parts.append(table("HTTP path: the peer's CPU per request over ours (same round; > 1: ours is cheaper)",
+                       ["pair", "served read", "served write", "in-proc read", "in-proc write"], rows))
+    return "\n".join(p for p in parts if p)
 
 
 # -- the machine --------------------------------------------------------------
@@ -1055,8 +1207,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mixed-sockets", type=int, help="mixed: concurrent sockets per session (default 4)")
     parser.add_argument("--mixed-ops", type=int, help="mixed: operations per loop (default 25; quick 15)")
     parser.add_argument("--keepalive-requests", type=int, help="keepalive: requests per server per round")
-    parser.add_argument("--sections", default="events,mixed,keepalive",
-                        help="comma list of events, mixed, keepalive (default all three; --scale adds scale)")
+    parser.add_argument("--http-requests", type=int, help="http: requests per path per server per round (3000)")
+    parser.add_argument("--http-inprocess", type=int, help="http: WSGI calls per path per app per round (2000)")
+    parser.add_argument("--sections", default="events,mixed,keepalive,http",
+                        help="comma list of events, mixed, keepalive, http (default all four; --scale adds scale)")
     parser.add_argument("--targets", default="*",
                         help="comma list of target globs, e.g. 'wsgisession/*,flask/*' (default all)")
     parser.add_argument("--profile", metavar="GLOBS",
@@ -1064,7 +1218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "incr; raw stacks go to benchmarks/results/profiles/")
     parser.add_argument("--scale", action="store_true", help="also run the scale section (100, 1000, 10000 sockets)")
     parser.add_argument("--scale-levels", help="comma list of connection counts (default 100,1000,10000)")
-    parser.add_argument("--scale-store", default="file", choices=["memory", "file", "redis"])
+    parser.add_argument("--scale-store", default="file", choices=["memory", "sqlite", "file", "redis"])
     parser.add_argument("--file-dir", help="where the file stores keep sessions (default benchmarks/.tmp/<run>/; "
                         "e.g. /dev/shm to take the disk's rename cost out)")
     parser.add_argument("--redis-core", choices=("server", "client"), default="server",
@@ -1085,7 +1239,8 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
     for name, attr in (("rounds", "rounds"), ("clients", "clients"), ("events", "events"), ("warmup", "warmup"),
                        ("mixed_sessions", "mixed_sessions"), ("mixed_ops", "mixed_ops"),
                        ("mixed_http", "mixed_http"), ("mixed_sockets", "mixed_sockets"),
-                       ("keepalive_requests", "keepalive")):
+                       ("keepalive_requests", "keepalive"), ("http_requests", "http_requests"),
+                       ("http_inprocess", "http_inprocess")):
         value = getattr(args, name)
         if value is not None:
             setattr(sizes, attr, value)
@@ -1176,7 +1331,10 @@ def main(argv: list[str] | None = None) -> int:
                 targets = [t for t in targets if bench.start_target(t)]
             keepalive = bench.keepalive_servers(workdir) if "keepalive" in sections else []
             keepalive = [t for t in keepalive if bench.start_target(t)]
-            for rnd in range(sizes.rounds if sections & {"events", "mixed", "keepalive"} else 0):
+            http = [t for t in http_targets(workdir, bench.redis_url, have)
+                    if any(fnmatch.fnmatch(t.name, g) for g in globs)] if "http" in sections else []
+            http = [t for t in http if bench.start_target(t)]
+            for rnd in range(sizes.rounds if sections & {"events", "mixed", "keepalive", "http"} else 0):
                 bench.log(f"round {rnd + 1}/{sizes.rounds}")
                 if "events" in sections:
                     for target in rotate([t for t in targets if t.workloads], rnd):
@@ -1190,6 +1348,12 @@ def main(argv: list[str] | None = None) -> int:
                     for target in rotate(keepalive, rnd):
                         if bench.usable(target):
                             bench.keepalive_round(target, rnd)
+                if "http" in sections:
+                    for target in rotate(http, rnd):
+                        if bench.usable(target):
+                            bench.http_round(target, rnd)
+                    for target in rotate(http, rnd):
+                        bench.http_inprocess_round(target, rnd)
             if args.profile:
                 bench.log("profiles")
                 wanted = [g.strip() for g in args.profile.split(",") if g.strip()]
@@ -1197,7 +1361,7 @@ def main(argv: list[str] | None = None) -> int:
                     if target.stack in ("wsgisession", "bare", "beaker", "flask") and bench.usable(target) and \
                             any(fnmatch.fnmatch(target.name, g) for g in wanted):
                         bench.profiles[target.name] = bench.profile(target, run_id)
-            for target in [*targets, *keepalive]:
+            for target in [*targets, *keepalive, *http]:
                 if target.proc is not None and target.proc.alive():
                     target.proc.stop()
             if "scale" in sections:
