@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Server instructions per websocket event, end to end, counted by valgrind's callgrind.
 
-    .venv/bin/python benchmarks/callgrind.py                       # ours (memory, file, redis), bare python-socketio, Flask
+    .venv/bin/python benchmarks/callgrind.py                       # ours (memory, sqlite, file, redis), bare python-socketio, Flask
     .venv/bin/python benchmarks/callgrind.py --targets 'wsgisession/memory,bare-socketio' --events 40
     .venv/bin/python benchmarks/callgrind.py --tree before=../wt-base --tree after=. --targets 'wsgisession/*'
 
@@ -70,7 +70,7 @@ from run import RESULTS, ROOT, Target, load_client, machine, ours, preflight, py
 from tests.servers import child_env, free_port  # noqa: E402
 
 WORKLOADS = ("echo", "whoami", "incr")
-STORES = ("memory", "file", "redis")
+STORES = ("memory", "sqlite", "file", "redis")
 #: the top-level packages a tree provides: each must load from the tree's DIR
 TREE_PACKAGES = ("wsgisession", "wsgisession_examples", "tests", "examples")
 

@@ -61,7 +61,7 @@ WORKLOADS = {"echo": ("ping",), "whoami": (), "incr": ()}
 def bound_counter(store: str, redis_url: str | None, directory: str) -> Callable[[str], Callable[[], Any]]:
     """The counter on ``store`` with one logged-in session bound to a socket; workload -> one event."""
     options: dict[str, Any] = {"secret": SECRET, "type": store, "timeout": 3600, "sweep_interval": None}
-    if store == "file":
+    if store in ("sqlite", "file"):
         options["data_dir"] = directory
     elif store == "redis":
         options["type"], options["url"] = "ext:redis", redis_url
@@ -157,7 +157,7 @@ def codec_rows(rounds: int, events: int) -> list[tuple[str, str, float, float, f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stores", default="memory,file", help="comma list of memory, file, redis")
+    parser.add_argument("--stores", default="memory,file", help="comma list of memory, sqlite, file, redis")
     parser.add_argument("--redis-url", default=os.environ.get("WSGISESSION_BENCH_REDIS"),
                         help="for the redis store (a database the run may write to)")
     parser.add_argument("--events", type=int, default=5000, help="events per round and workload")
