@@ -138,3 +138,36 @@ def test_bad_cookie_attributes_name_the_option(option: str, value: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
         SessionCookie(secret=SECRET, **{option: value})
     assert info.value.value == value and info.value.key in (option, "cookie_expires")
+
+
+def test_a_verified_header_is_kept_and_reads_the_same_id(cookie: SessionCookie) -> None:
+    sid = new_session_id()
+    header = f"a=b c; beaker.session.id={cookie.sign(sid)}; theme=dark"
+    assert cookie.read({"HTTP_COOKIE": header}) == sid
+    assert cookie.read({"HTTP_COOKIE": header}) == sid  # from the kept headers
+    other = SessionCookie(secret="another-secret-" + "x" * 32)
+    with pytest.raises(BadSignature):
+        other.read({"HTTP_COOKIE": header})  # kept per cookie (per secret), never shared
+
+
+def test_a_refused_header_is_never_kept(cookie: SessionCookie) -> None:
+    value = cookie.sign(new_session_id())
+    forged = value[:-1] + ("A" if value[-2] != "A" else "B") + value[-1]
+    header = f"beaker.session.id={value[:-2]}{forged[-2:]}"
+    for _ in range(3):
+        with pytest.raises(BadSignature):
+            cookie.read({"HTTP_COOKIE": header})
+        with pytest.raises(NoCookie):
+            cookie.read({"HTTP_COOKIE": "theme=dark"})
+
+
+def test_kept_headers_are_bounded(cookie: SessionCookie) -> None:
+    from wsgisession import cookies
+
+    ids = [new_session_id() for _ in range(cookies.VERIFIED_HEADERS + 20)]
+    for sid in ids:
+        assert cookie.read({"HTTP_COOKIE": f"beaker.session.id={cookie.sign(sid)}"}) == sid
+    assert len(cookie._verified) == cookies.VERIFIED_HEADERS
+    long = f"pad={'x' * cookies.VERIFIED_HEADER_MAX}; beaker.session.id={cookie.sign(ids[0])}"
+    assert cookie.read({"HTTP_COOKIE": long}) == ids[0]  # verified all the same, but not kept
+    assert long not in cookie._verified
