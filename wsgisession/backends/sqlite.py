@@ -59,7 +59,7 @@ FILE_NAME = "wsgisession.sqlite3"
 TABLE = "wsgisession_records"
 COLUMNS = ["namespace", "key", "value", "expires"]
 #: the most rows one sweep deletes, and how often (seconds) writes run one; rows go this long past ``expires``
-PURGE_LIMIT = 1000
+PURGE_LIMIT = 100
 PURGE_INTERVAL = 60.0
 PURGE_GRACE = 300.0
 #: how far (seconds) a write may leave a row's ``expires`` behind the one it asks for (less than PURGE_GRACE)
