@@ -506,3 +506,25 @@ def test_sqlite_backend_serves_plain_beaker_sessions(tmp_path: Path) -> None:
     session["n"] = 1
     session.save()
     assert Session({}, id=session.id, **options)["n"] == 1
+
+
+def test_sqlite_backend_checkpoints_the_log_in_a_thread_not_in_a_commit(tmp_path: Path) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    database = store.backend.database
+    for connection in (database.reader(), database.writer()):
+        assert connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    sid = new_session_id()
+    wal = tmp_path / "wsgisession.sqlite3-wal"
+    for n in range(sqlite_backend.CHECKPOINT_EVERY - 1):
+        store.write(sid, json.dumps({"n": n, "pad": "x" * 2000}))
+    assert database.checkpoints == 0 and wal.stat().st_size > 0
+    store.write(sid, '{"n": "last"}')  # the commit that starts a checkpoint, in a thread
+    deadline = time.monotonic() + 10
+    while database.checkpoints == 0 and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    assert database.checkpoints == 1
+    with closing(sqlite_connection(tmp_path / "wsgisession.sqlite3")) as other:
+        busy, log_frames, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and log_frames == copied, "everything in the log is in the database"
+    assert store.read(sid) == '{"n": "last"}'
