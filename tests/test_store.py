@@ -376,3 +376,41 @@ def test_rule6_a_transaction_times_out_on_a_store_lock_held_elsewhere(tmp_path: 
         assert len(store.locks) == 0
     finally:
         holder.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rule6_a_nested_transaction_never_deadlocks_with_an_outer_one_on_its_key(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Session first, then another key (a user's index) inside it; meanwhile another greenlet takes that key alone.
+
+    On SQLite, whose lock covers every key, the store takes it before the key's own
+    lock: the other way round, the lone holder of the index would wait for the
+    database while the session's holder waits for the index (until the timeout).
+    """
+    store = make_store(backend, tmp_path, request, lock_timeout=2.0)
+    session, index = new_session_id(), new_session_id()
+    order: list[str] = []
+
+    def save_with_index() -> None:
+        with store.transaction(session) as txn:
+            gevent.sleep(0.05)  # the other greenlet comes to take the index meanwhile
+            with store.transaction(index) as inner:
+                inner.write(str(int(inner.text or "0") + 1))
+            txn.write("saved")
+        order.append("session")
+
+    def prune_index() -> None:
+        with store.transaction(index) as txn:
+            txn.write(str(int(txn.text or "0") + 10))
+        order.append("index")
+
+    first = gevent.spawn(save_with_index)
+    gevent.sleep(0.01)
+    second = gevent.spawn(prune_index)
+    started = time.monotonic()
+    gevent.joinall([first, second], raise_error=True)
+    assert time.monotonic() - started < 1.0
+    assert sorted(order) == ["index", "session"]
+    assert store.read(index) == "11" and store.read(session) == "saved"
+    assert len(store.locks) == 0

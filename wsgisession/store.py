@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .backends import backend_for
 from .backends.base import Transaction
 from .errors import LockTimeout
-from .locks import LockRegistry, timeout_message
+from .locks import Entry, LockRegistry, timeout_message
 
 if TYPE_CHECKING:
     from .redis_client import RedisSettings
@@ -74,6 +74,8 @@ class Store:
         self.name = self.backend.name
         self.expires = self.backend.expires  # whether the backend drops records past a write's ttl
         self.locking = locking  # off only to measure what locks cost (benchmarks)
+        # a backend whose lock covers every session (SQLite's) is taken before the session's own lock
+        self.store_wide = self.backend.store_wide
         self.lock_timeout = lock_timeout
         self.locks = LockRegistry(timeout=lock_timeout)
         # Speed: reads, writes and removes are the backend's own methods (one call less on every load and save)
@@ -97,21 +99,33 @@ class Store:
         if not self.locking:
             return self._unlocked(session_id)
         timeout = self.lock_timeout if timeout is None else timeout
-        entry = self.locks.acquire(session_id, timeout)
+        waited = self.backend.reserve(timeout) if self.store_wide else 0.0
+        try:
+            entry = self.locks.acquire(session_id, max(0.0, timeout - waited))
+        except BaseException:
+            if self.store_wide:
+                self.backend.unreserve()
+            raise
         if entry.depth > 1:  # reentrant: the outermost holding has the transaction
             txn: Transaction = entry.held
             return txn
-        try:  # one wait in all: the backend's lock gets what the in-process one left
-            txn = self.backend.begin(session_id, max(0.0, timeout - entry.waited))
+        try:  # one wait in all: the backend's lock gets what the in-process ones left
+            txn = self.backend.begin(session_id, max(0.0, timeout - waited - entry.waited))
         except LockTimeout as exc:  # report the whole wait, not what was left of it
-            self.locks.release(entry)
+            self._release(entry)
             raise LockTimeout(timeout_message(timeout), timeout=timeout) from exc
         except BaseException:
-            self.locks.release(entry)
+            self._release(entry)
             raise
         txn.entry = entry
         entry.held = txn
         return txn
+
+    def _release(self, entry: Entry) -> None:
+        """Free one holding of the in-process locks: the session's, then a store-wide backend's."""
+        self.locks.release(entry)
+        if self.store_wide:
+            self.backend.unreserve()
 
     def _unlocked(self, session_id: str) -> Transaction:
         """A transaction that takes no lock at all (``locking=False``: what locks cost, measured)."""
@@ -124,14 +138,14 @@ class Store:
         """
         entry = txn.entry
         if entry is not None and entry.depth > 1:
-            self.locks.release(entry)
+            self._release(entry)
             return
         try:
             txn.commit()
         finally:
             if entry is not None:
                 entry.held = txn.entry = None
-                self.locks.release(entry)
+                self._release(entry)
         after = txn.after
         if after is not None:  # committed: now others may hear of it
             txn.after = None

@@ -84,6 +84,8 @@ class Backend:
     expires = False
     #: the exceptions that mean "the store is unavailable" (the store turns them into StoreUnavailable)
     faults: tuple[type[BaseException], ...] = (OSError,)
+    #: whether the backend's lock covers the whole store (then the store takes it first: :meth:`reserve`)
+    store_wide = False
 
     def __init__(self, manager_class: Callable[..., NamespaceManager], **options: Any) -> None:
         self._class = manager_class
@@ -135,6 +137,17 @@ class Backend:
             self.manager(key).do_remove()
         except self.faults as exc:
             raise self.fault(exc) from exc
+
+    def reserve(self, timeout: float) -> float:
+        """A store-wide backend's lock, taken before any session's (reentrant); the seconds waited.
+
+        Taken after a session's lock, a lock that covers every session could meet
+        a holder waiting for that session's lock (a deadlock until the timeout).
+        """
+        return 0.0
+
+    def unreserve(self) -> None:
+        """Give back one :meth:`reserve`."""
 
     def begin(self, key: str, timeout: float) -> Transaction:
         """Take the cross-process lock of ``key`` (within ``timeout``) and read its latest text."""

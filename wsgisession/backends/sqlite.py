@@ -104,7 +104,7 @@ def _after_fork() -> None:
         database._reader = database._writer = database._checkpointer = None
         database._checkpointing = False
         database._read_cursor = database._write_cursor = None
-        database._owner, database._depth = None, 0
+        database._owner, database._owned, database._depth = None, 0, 0
         database._semaphore = gevent.lock.Semaphore(1)
 
 
@@ -155,7 +155,8 @@ class Database:
         self._key = key  # the setting that named the file, for errors at start-up
         self._semaphore = gevent.lock.Semaphore(1)
         self._owner: object = None  # the greenlet that holds the write connection
-        self._depth = 0
+        self._owned = 0  # how many holdings (reserve) it has
+        self._depth = 0  # how deep its SQL transaction is nested (hold)
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         # Speed: one cursor per connection, reused (a connection's execute() makes a cursor each time:
@@ -304,25 +305,47 @@ class Database:
         return [str(row[0]) for row in self.reader().execute(_KEYS, (namespace,)).fetchall()]
 
     # -- the write lock --------------------------------------------------
-    def hold(self, timeout: float) -> sqlite3.Cursor:
-        """Take the write connection and the database's write lock within ``timeout``; :meth:`release` it.
+    def reserve(self, timeout: float) -> float:
+        """Own the write connection (reentrant per greenlet), waiting in turn within ``timeout``; seconds waited.
 
-        Returns the write connection's cursor. Reentrant: a greenlet that holds
-        it already goes on in its transaction.
+        The store takes it before a session's own lock (:meth:`Backend.reserve`):
+        the database's lock covers every session, so taken after them it could
+        meet a holder that waits for one of them (a user's index, say).
         """
         current = getcurrent()
         if self._owner is current:
-            self._depth += 1
-            return self.write_cursor()
+            self._owned += 1
+            return 0.0
         semaphore = self._semaphore
-        started = 0.0
+        waited = 0.0
         if not semaphore.acquire(False):  # another greenlet of this process holds it: wait in turn
             started = time.monotonic()
             if not semaphore.acquire(timeout=timeout):
                 raise LockTimeout(timeout_message(timeout), timeout=timeout)
-        self._owner, self._depth = current, 1
+            waited = time.monotonic() - started
+        self._owner, self._owned = current, 1
+        return waited
+
+    def unreserve(self) -> None:
+        """Give back one :meth:`reserve`."""
+        self._owned -= 1
+        if not self._owned:
+            self._owner = None
+            self._semaphore.release()
+
+    def hold(self, timeout: float) -> sqlite3.Cursor:
+        """Own the write connection and take the database's write lock within ``timeout``; :meth:`release` it.
+
+        Returns the write connection's cursor. Reentrant: a greenlet that holds
+        it already goes on in its transaction.
+        """
+        waited = self.reserve(timeout)
+        self._depth += 1
+        cursor = self.write_cursor()
+        if self._depth > 1:
+            return cursor
         try:
-            cursor = self.write_cursor()
+            started = 0.0
             poll = POLL_MIN
             while True:
                 try:
@@ -333,22 +356,22 @@ class Database:
                         raise
                 now = time.monotonic()
                 if not started:
-                    started = now
+                    started = now - waited
                 elif now - started >= timeout:
                     raise LockTimeout(timeout_message(timeout), timeout=timeout)
                 poll = backoff(poll)
         except BaseException:
-            self._owner, self._depth = None, 0
-            semaphore.release()
+            self._depth -= 1
+            self.unreserve()
             raise
 
     def release(self, commit: bool = True) -> None:
-        """End one holding; the outermost commits (or rolls back) and frees the lock."""
+        """End one :meth:`hold`; the outermost commits (or rolls back) and frees the database's lock."""
         self._depth -= 1
-        if self._depth:
-            return
-        cursor = self._write_cursor
         try:
+            if self._depth:
+                return
+            cursor = self._write_cursor
             if cursor is not None and cursor.connection.in_transaction:
                 try:
                     cursor.execute("COMMIT" if commit else "ROLLBACK")
@@ -361,8 +384,7 @@ class Database:
                         cursor.execute("ROLLBACK")
                     raise
         finally:
-            self._owner = None
-            self._semaphore.release()
+            self.unreserve()
 
     # -- checkpoints -------------------------------------------------------
     def _checkpoint_soon(self) -> None:
@@ -506,6 +528,7 @@ class SqliteBackend(Backend):
     """The SQLite store: reads on one connection, writes and transactions on another, under the database's lock."""
 
     name = "sqlite"
+    store_wide = True
     expires = True
     faults = (sqlite3.Error, OSError)
 
@@ -514,6 +537,12 @@ class SqliteBackend(Backend):
         path = database_path(data_dir=data_dir, url=url)
         self.database = Database(path, lock_timeout=lock_timeout, key="url" if url else "data_dir")
         super().__init__(SqliteNamespaceManager, database=self.database, **options)
+
+    def reserve(self, timeout: float) -> float:
+        return self.database.reserve(timeout)
+
+    def unreserve(self) -> None:
+        self.database.unreserve()
 
     def fault(self, exc: BaseException) -> StoreUnavailable:
         log.error("the sqlite session store %s failed: %s", self.database.path, exc)
