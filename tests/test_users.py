@@ -24,7 +24,7 @@ from wsgisession.session import SharedSession
 from wsgisession.store import Store
 from wsgisession.users import LABEL_KEY, index_id
 
-BACKENDS = ["memory", "file", pytest.param("redis", marks=pytest.mark.redis)]
+BACKENDS = ["memory", "sqlite", "file", pytest.param("redis", marks=pytest.mark.redis)]
 
 
 @pytest.fixture(params=BACKENDS)
