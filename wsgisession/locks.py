@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import time
@@ -239,6 +240,33 @@ redis.call('del', KEYS[1])
 return 1
 """
 _SCRIPTS: tuple[LuaScript, LuaScript] | None = None  # (renew, release), made on first use
+#: how often a waiter looks whether the Redis lock's holder is a dead process of this host (seconds)
+DEAD_HOLDER_CHECK = 0.05
+
+
+def _this_host() -> str | None:
+    """Who can judge a holder's pid: this kernel's boot and pid namespace (``None`` where unknown)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            boot = fh.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return hashlib.sha256(f"{boot}:{namespace}".encode()).hexdigest()[:16]
+
+
+_HOST = _this_host()
+
+
+def _dead(pid: int) -> bool:
+    """Whether no process has ``pid`` here (a zombie, not yet reaped, still counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: alive
+        return False
+    return False
 
 
 class RedisLock:
@@ -262,7 +290,8 @@ class RedisLock:
         self._renew_script, self._release_script = _SCRIPTS
         self._name = name
         self._ttl = ttl
-        self._token = os.urandom(16).hex()
+        # host.pid.random: a waiter on the same host and pid namespace can tell that a holder died
+        self._token = f"{_HOST or '-'}.{os.getpid()}.{os.urandom(12).hex()}"
         self._timer: Any = None
 
     def acquire(self, timeout: float, *, read: str | None = None) -> Any:
@@ -271,6 +300,7 @@ class RedisLock:
         poll = POLL_MIN
         ttl_ms = str(max(1, int(self._ttl * 1000)))
         take = ("SET", self._name, self._token, "NX", "PX", ttl_ms)
+        next_check = 0.0
         while True:
             if read is None:
                 taken, value = self._commands.execute(*take), None
@@ -278,12 +308,36 @@ class RedisLock:
                 taken, value = self._commands.execute_many(take, ("GET", read))
             if taken is not None:
                 break
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise LockTimeout(timeout_message(timeout), timeout=timeout)
+            if _HOST is not None and now >= next_check:
+                next_check = now + DEAD_HOLDER_CHECK
+                if self._free_if_dead():
+                    continue
             poll = backoff(poll)
         self._timer = gevent.get_hub().loop.timer(self._ttl / 3, self._ttl / 3)
         self._timer.start(lambda: gevent.spawn(self._renew))
         return value
+
+    def _free_if_dead(self) -> bool:
+        """Free the lock if its holder is a process of this host that no longer exists (a SIGKILLed worker).
+
+        Its staged writes died with it (a holder writes only in the script that
+        releases the lock), so freeing it now loses nothing that its TTL would
+        have kept; a holder on another host is left to its TTL.
+        """
+        holder = self._commands.execute("GET", self._name)
+        if holder is None:
+            return True  # freed meanwhile: try again at once
+        host, _, rest = (holder.decode() if isinstance(holder, bytes) else str(holder)).partition(".")
+        pid = rest.partition(".")[0]
+        if host != _HOST or not pid.isdigit() or int(pid) == os.getpid() or not _dead(int(pid)):
+            return False
+        freed = self._commands.run_script(self._release_script, [self._name, self._name], [holder, "", "", ""])
+        if freed:
+            log.warning("freed a session lock left by process %s of this host, which died holding it", pid)
+        return bool(freed)
 
     def _renew(self) -> None:
         if self._timer is None:
