@@ -393,7 +393,10 @@ def test_a_master_with_several_workers_and_polling_warns_once(tmp_path: Path, wo
                                                               warned: bool) -> None:
     ini = write_ini(tmp_path, **{"socketio.engineio_logger": "true", "socketio.transports": transports})
     with gunicorn(ini, workers=workers) as server:
-        wait_until(lambda: server.output().count("Server initialized for gevent") >= workers, timeout=20)
+        try:
+            wait_until(lambda: server.output().count("Server initialized for gevent") >= workers, timeout=30)
+        except AssertionError:
+            raise AssertionError(f"{workers} workers did not all load the app:\n{server.output()[-3000:]}") from None
         time.sleep(0.3)  # the check follows the app's loading
     log = server.output()
     assert log.count(WARNING) == (1 if warned else 0), log
