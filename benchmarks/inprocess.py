@@ -68,7 +68,7 @@ def bound_counter(store: str, redis_url: str | None, directory: str) -> Callable
     app = make_app(counter_app, **options)
     register(app)
     client = Client(app)
-    assert client.get("/login?user=bench").status_code == 200
+    assert client.post("/login?user=bench").status_code == 200
     cookie = client.get_cookie(app.cookie.name)
     assert cookie is not None
     session_id = app.cookie.read({"HTTP_COOKIE": f"{cookie.key}={cookie.value}"})

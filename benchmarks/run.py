@@ -13,7 +13,7 @@ other, and runs the sections in interleaved rounds:
 
 events     N clients x M acked websocket events: echo, whoami (read), incr (atomic
            read-modify-write); events/s, p50/p99, server CPU per event.
-mixed      HTTP GET /incr and socket incr at once on each session; ops/s, p50/p99,
+mixed      HTTP POST /incr and socket incr at once on each session; ops/s, p50/p99,
            lost updates; locking on vs off.
 keepalive  sequential keep-alive HTTP requests: p50/p99, 40 ms Nagle stalls.
 scale      (--scale) N concurrent sockets with sessions: connect rate, memory per
@@ -619,7 +619,7 @@ class Run:
         assert target.proc is not None
         count = self.sizes.keepalive
         conn = http.client.HTTPConnection("127.0.0.1", target.proc.port, timeout=10)
-        conn.request("GET", f"/login?user={self.prefix()}")
+        conn.request("POST", f"/login?user={self.prefix()}")
         response = conn.getresponse()
         response.read()
         cookie = "; ".join(c.split(";")[0] for c in response.headers.get_all("Set-Cookie") or [])
@@ -1057,7 +1057,7 @@ def report(summary: dict[str, Any], sizes: Sizes, notes: list[str]) -> str:
                      str(m["lost"]), str(m["errors"]), fmt(m.get("lock_cost_time"), "x"),
                      fmt(m.get("lock_cost_cpu"), "x")])
     parts.append(table(
-        f"2. Mixed HTTP GET /incr + socket incr per session: {sizes.mixed_sessions} sessions x "
+        f"2. Mixed HTTP POST /incr + socket incr per session: {sizes.mixed_sessions} sessions x "
         f"({sizes.mixed_http} HTTP + {sizes.mixed_sockets} socket loops) x {sizes.mixed_ops} ops; "
         "acked/lost summed over rounds",
         ["target", "locks", "ops/s", "http p50", "http p99", "sock p50", "sock p99", "srv us/op", "acked", "lost",

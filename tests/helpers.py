@@ -141,14 +141,14 @@ def chunked(*parts: bytes) -> bytes:
 def counter_http(base: str, user: str = "ann") -> requests.Session:
     """An HTTP client logged in to the counter example (its cookie jar sends the cookie)."""
     http = requests.Session()
-    response = http.get(base + "/login", params={"user": user}, timeout=10)
+    response = http.post(base + "/login", params={"user": user}, timeout=10)
     response.raise_for_status()
     return http
 
 
 def counter_cookie(base: str, user: str) -> str:
     """Log in to the counter; the Cookie header to send (production.ini's cookie is Secure: requests would not send it)."""
-    response = requests.get(base + "/login", params={"user": user}, timeout=10)
+    response = requests.post(base + "/login", params={"user": user}, timeout=10)
     response.raise_for_status()
     return f"counter.sid={response.cookies['counter.sid']}"
 

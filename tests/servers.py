@@ -113,7 +113,11 @@ def serve(ini: Path, *, extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("wsgisession serve did not start:\n" + server.output())
             time.sleep(0.05)
-        yield server
+        try:
+            yield server
+        except BaseException:  # the test failed while the server ran: its log goes to the report
+            sys.stderr.write(f"--- the server's log, last 4000 characters ---\n{server.output()[-4000:]}\n")
+            raise
     finally:
         server.stop()
 
@@ -138,7 +142,11 @@ def gunicorn(ini: Path, *, workers: int = 1, extra_args: tuple[str, ...] = (),
         deadline = time.monotonic() + 30
         while server.output().count("Booting worker") < workers and time.monotonic() < deadline:
             time.sleep(0.05)
-        yield server
+        try:
+            yield server
+        except BaseException:  # the test failed while the server ran: its log goes to the report
+            sys.stderr.write(f"--- the server's log, last 4000 characters ---\n{server.output()[-4000:]}\n")
+            raise
     finally:
         server.stop()
 
@@ -162,7 +170,11 @@ def gunicorn_app(app_uri: str, directory: Path, *, env: dict[str, str], workers:
                 raise RuntimeError("gunicorn did not start:\n" + server.output())
             time.sleep(0.05)
         wait_for_port(port, process=process)
-        yield server
+        try:
+            yield server
+        except BaseException:  # the test failed while the server ran: its log goes to the report
+            sys.stderr.write(f"--- the server's log, last 4000 characters ---\n{server.output()[-4000:]}\n")
+            raise
     finally:
         server.stop()
 

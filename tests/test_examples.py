@@ -124,3 +124,26 @@ def test_werkzeug_example_changes_state_only_by_a_post_no_other_site_sent() -> N
         assert socket.get_received()[-1]["args"] == [{"reason": "logout"}]
     finally:
         app.sockets.stop()
+
+
+def test_counter_example_changes_state_only_by_a_post_no_other_site_sent() -> None:
+    from examples.counter import app_factory as counter_factory
+
+    app = counter_factory({}, **{"beaker.session.secret": SECRET, "beaker.session.type": "memory",
+                                 "wsgisession.sweep_interval": "0"})
+    client = TestClient(app)
+    try:
+        assert client.get("/login?user=ann").status_code == 405
+        assert client.post("/login?user=ann", headers={"Origin": "http://evil.example"}).status_code == 403
+        assert client.post("/login?user=ann").text == "hello ann\n"  # curl -X POST
+        socket = client.socket()
+        assert client.post("/incr", headers={"Sec-Fetch-Site": "same-origin"}).text == "1\n"
+        assert client.post("/incr", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+        assert client.get("/logout").status_code == 405 and client.get("/n").text == "1\n"
+        assert client.post("/logout", headers={"Origin": "http://evil.example"}).status_code == 403
+        assert socket.is_connected()
+        assert client.post("/logout", headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "example.com",
+                                                "Origin": "https://example.com"}).text == "bye\n"  # behind a proxy
+        assert socket.get_received()[-1]["args"] == [{"reason": "logout"}]
+    finally:
+        app.sockets.stop()

@@ -132,3 +132,20 @@ def test_cors_headers_only_for_allowed_origins() -> None:
     assert "Access-Control-Allow-Origin" not in client.get("/", headers={"Origin": "https://b.example"}).headers
     preflight = client.options("/", headers={"Origin": "https://a.example", "Access-Control-Request-Headers": "x-a"})
     assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Headers"] == "x-a"
+
+
+def test_is_cross_site_request_is_the_csrf_check_of_a_json_or_curl_route() -> None:
+    from wsgisession.origins import is_cross_site_request
+
+    base = {"HTTP_HOST": "app.example", "wsgi.url_scheme": "https"}
+    assert not is_cross_site_request(base)  # curl, a script: no browser, no riding on its cookies
+    assert not is_cross_site_request({**base, "HTTP_ORIGIN": "https://app.example"})
+    assert is_cross_site_request({**base, "HTTP_ORIGIN": "https://evil.example"})
+    assert is_cross_site_request({**base, "HTTP_ORIGIN": "null"})  # a sandboxed or file: page
+    assert not is_cross_site_request({**base, "HTTP_SEC_FETCH_SITE": "same-origin"})
+    assert not is_cross_site_request({**base, "HTTP_SEC_FETCH_SITE": "none"})  # typed in the address bar
+    assert is_cross_site_request({**base, "HTTP_SEC_FETCH_SITE": "same-site"})
+    assert is_cross_site_request({**base, "HTTP_SEC_FETCH_SITE": "cross-site"})
+    proxied = {"HTTP_HOST": "127.0.0.1:8001", "wsgi.url_scheme": "http", "HTTP_X_FORWARDED_PROTO": "https",
+               "HTTP_X_FORWARDED_HOST": "app.example"}
+    assert not is_cross_site_request({**proxied, "HTTP_ORIGIN": "https://app.example"})

@@ -7,13 +7,13 @@
 // stdout ({"ok": true, ...} or {"ok": false, "error": ...}). Commands run one at a time:
 //
 //   {"cmd": "login", "sessions": N, "prefix": "u", "concurrency": 20}
-//       GET /login?user=<prefix><i> N times; keeps each session's cookies.
+//       POST /login?user=<prefix><i> N times; keeps each session's cookies.
 //   {"cmd": "connect", "per_session": K, "concurrency": 100}
 //       K websocket-only sockets per session (Cookie + same Origin in the handshake).
 //   {"cmd": "events", "event": "incr", "per_socket": M, "payload": P, "sockets": K}
 //       every socket (or the first K) sends M acknowledged events one after the other, all at once.
 //   {"cmd": "mixed", "http_loops": H, "socket_loops": S, "per_loop": M}
-//       per session H HTTP loops of GET /incr (keep-alive) and S socket loops of `incr`,
+//       per session H HTTP loops of POST /incr (keep-alive) and S socket loops of `incr`,
 //       all at once; then GET /n per session: acked increments vs the counter's growth.
 //   {"cmd": "close"}   disconnect everything and exit (as does closing stdin).
 //
@@ -70,10 +70,10 @@ function percentiles(values, count) {
   };
 }
 
-function get(agent, pathname, cookie) {
+function get(agent, pathname, cookie, method = "GET") {
   return new Promise((resolve) => {
     const request = http.request(
-      { host: target.hostname, port: target.port, path: pathname, agent, headers: cookie ? { Cookie: cookie } : {} },
+      { host: target.hostname, port: target.port, path: pathname, agent, method, headers: cookie ? { Cookie: cookie } : {} },
       (response) => {
         const chunks = [];
         response.on("data", (chunk) => chunks.push(chunk));
@@ -106,7 +106,7 @@ async function login(cmd) {
   const start = sessions.length;
   await pool(count, cmd.concurrency || 20, async (i) => {
     const user = `${cmd.prefix || "u"}${start + i}`;
-    const response = await get(agent, `/login?user=${encodeURIComponent(user)}`);
+    const response = await get(agent, `/login?user=${encodeURIComponent(user)}`, undefined, "POST");
     const setCookie = response.headers ? response.headers["set-cookie"] || [] : [];
     if (response.status !== 200 || !setCookie.length) {
       failed++;
@@ -252,7 +252,7 @@ async function mixed(cmd) {
         (async () => {
           for (let k = 0; k < perLoop; k++) {
             const start = now();
-            const response = await get(agent, "/incr", session.cookie);
+            const response = await get(agent, "/incr", session.cookie, "POST");
             if (response.status === 200) {
               httpLatency[nh++] = micros(start);
               acked[i]++;

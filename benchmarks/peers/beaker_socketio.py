@@ -5,7 +5,7 @@ none that work across greenlets); HTTP goes through Beaker's SessionMiddleware.
     python beaker_socketio.py --port P --type file --data-dir DIR
     python beaker_socketio.py --port P --type ext:redis --url redis://127.0.0.1:6379/0
 
-HTTP: /login?user=NAME, /incr, /n.  Events: echo, whoami, incr (acked).
+HTTP: POST /login?user=NAME, POST /incr, GET /n (any method: the load client POSTs).  Events: echo, whoami, incr (acked).
 """
 from gevent import monkey
 

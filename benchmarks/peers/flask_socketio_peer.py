@@ -5,7 +5,7 @@ events: ``manage_session=False``, as Flask-SocketIO documents for that case).
     python flask_socketio_peer.py --port P --type filesystem --data-dir DIR
     python flask_socketio_peer.py --port P --type redis --url redis://127.0.0.1:6379/0
 
-HTTP: /login?user=NAME, /incr, /n.  Events: echo, whoami, incr (acked).
+HTTP: POST /login?user=NAME, POST /incr, GET /n.  Events: echo, whoami, incr (acked).
 """
 from gevent import monkey
 
@@ -36,7 +36,7 @@ def build(kind: str, data_dir: str | None, url: str | None) -> Flask:
     Session(app)
     sio = SocketIO(app, async_mode="gevent", manage_session=False)
 
-    @app.route("/login")
+    @app.post("/login")
     def login() -> str:
         user = request.args.get("user", "")
         session.clear()
@@ -44,7 +44,7 @@ def build(kind: str, data_dir: str | None, url: str | None) -> Flask:
         session["n"] = 0
         return f"hello {user}\n"
 
-    @app.route("/incr")
+    @app.post("/incr")
     def incr_http() -> tuple[str, int] | str:
         if "user" not in session:
             return "not logged in\n", 401

@@ -1,9 +1,13 @@
 """The counter example (also the benchmark app).
 
-HTTP:   GET /login?user=NAME  a new session with ``user`` and ``n = 0``
-        GET /incr             n + 1, atomically; answers n
-        GET /n                answers n
-        GET /logout           ends the session (and its sockets)
+HTTP:   POST /login?user=NAME  a new session with ``user`` and ``n = 0``
+        POST /incr             n + 1, atomically; answers n
+        GET /n                 answers n
+        POST /logout           ends the session (and its sockets)
+
+The routes that change the session take POST only and refuse one that a browser
+says another site's page sent (``is_cross_site_request``: CSRF); curl sends no
+such header (``curl -X POST``).
 Socket: ``whoami``  acks the user
         ``incr``    atomic n + 1, acks n
         ``echo``    acks its payload without touching the session
@@ -17,11 +21,19 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from wsgisession import SharedSession, WsgiSessionApp, filter_app_factory
+from wsgisession.origins import is_cross_site_request
+
+STATE_CHANGING = frozenset({"/login", "/incr", "/logout"})
 
 
 @Request.application  # type: ignore[arg-type]
 def counter_app(request: Request) -> Response:
     session: SharedSession = request.environ["beaker.session"]
+    if request.path in STATE_CHANGING:
+        if request.method != "POST":
+            return Response(f"{request.path} changes the session: POST it\n", status=405, headers={"Allow": "POST"})
+        if is_cross_site_request(request.environ):
+            return Response("cross-site request refused\n", status=403)
     if request.path == "/login":
         user = request.args.get("user", "").strip()
         if not user:
@@ -34,7 +46,7 @@ def counter_app(request: Request) -> Response:
         session.delete()
         return Response("bye\n")
     if "user" not in session:
-        return Response("not logged in: GET /login?user=NAME first\n", status=401)
+        return Response("not logged in: POST /login?user=NAME first\n", status=401)
     if request.path == "/incr":
         with session.atomic():
             session["n"] += 1

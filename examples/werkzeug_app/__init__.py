@@ -35,6 +35,7 @@ from werkzeug.wrappers import Request, Response
 
 from wsgisession import SharedSession, WsgiSessionApp, make_app
 from wsgisession.config import from_settings
+from wsgisession.origins import is_cross_site_request
 
 
 STATE_CHANGING = {"/login", "/incr", "/logout"}
@@ -44,12 +45,6 @@ def _json(data: Any, status: int = 200, **headers: str) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
 
 
-def cross_site(request: Request) -> bool:
-    """Whether a browser says this request comes from another site's page (the CSRF check)."""
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        return origin != request.host_url.rstrip("/")
-    return request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none")
 
 
 @Request.application
@@ -59,7 +54,7 @@ def hello_app(request: Request) -> Response:
     if request.path in STATE_CHANGING:
         if request.method != "POST":
             return _json({"error": f"{request.path} changes the session: POST it"}, 405, Allow="POST")
-        if cross_site(request):
+        if is_cross_site_request(request.environ):
             return _json({"error": "cross-site request refused"}, 403)
     if request.path == "/login":
         user = request.args.get("user", "").strip()

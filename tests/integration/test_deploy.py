@@ -308,7 +308,7 @@ class Load:
         http = requests.Session()  # keep-alive, as browsers do
         while not self.stopping.is_set():
             try:
-                response = http.get(self.base + "/incr", headers={"Cookie": self.cookie}, timeout=10)
+                response = http.post(self.base + "/incr", headers={"Cookie": self.cookie}, timeout=10)
             except requests.ConnectionError as exc:
                 self.tally.fail("refused" if _never_sent(exc) else "unknown", f"http {exc!r}"[:200])
                 http.close()
@@ -447,7 +447,7 @@ def sigterm_run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Run
 
         def slow_request() -> None:
             try:
-                response = requests.get(server.url + "/incr", headers={"Cookie": slow_cookie}, timeout=20)
+                response = requests.post(server.url + "/incr", headers={"Cookie": slow_cookie}, timeout=20)
                 slow["answer"] = (response.status_code, response.text.strip())
             except requests.RequestException as exc:
                 slow["answer"] = repr(exc)

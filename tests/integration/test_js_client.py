@@ -131,11 +131,11 @@ def test_rule7_logout_ends_the_js_socket(node: str, lab_server: Server, transpor
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_counter_example_with_the_js_client(node: str, counter_server: Server, transport: str) -> None:
     http = requests.Session()
-    http.get(counter_server.url + "/login", params={"user": "ann"}, timeout=10).raise_for_status()
+    http.post(counter_server.url + "/login", params={"user": "ann"}, timeout=10).raise_for_status()
     with JsClient(node, counter_server.url, cookie=cookie_header(http), transport=transport) as client:
         client.connected()
         assert client.call("whoami") == "ann"
-        assert http.get(counter_server.url + "/incr", timeout=10).text.strip() == "1"
+        assert http.post(counter_server.url + "/incr", timeout=10).text.strip() == "1"
         assert client.call("incr") == 2  # sees the HTTP write
         assert http.get(counter_server.url + "/n", timeout=10).text.strip() == "2"  # HTTP sees the event's
         assert client.call("echo", {"hi": [1, 2]}) == {"hi": [1, 2]}

@@ -52,15 +52,20 @@ class Cluster:
     def route(self, backend: Server) -> str:
         return self.routes[self.address(backend)]
 
-    def get(self, path: str, *, backend: Server, session: str | None = None, **kwargs: Any) -> requests.Response:
-        """``GET path`` through nginx with the routing cookie of ``backend`` (and a session cookie)."""
+    def get(self, path: str, *, backend: Server, session: str | None = None, method: str = "GET",
+            **kwargs: Any) -> requests.Response:
+        """``GET path`` (or ``method``) through nginx with the routing cookie of ``backend`` (and a session cookie)."""
         cookie = f"{ROUTE}={self.route(backend)}" + (f"; {SESSION}={session}" if session else "")
-        return requests.get(self.proxy.url + path, headers={"Cookie": cookie}, verify=self.proxy.ca, timeout=15,
-                            **kwargs)
+        return requests.request(method, self.proxy.url + path, headers={"Cookie": cookie}, verify=self.proxy.ca,
+                                timeout=15, **kwargs)
+
+    def post(self, path: str, *, backend: Server, session: str | None = None, **kwargs: Any) -> requests.Response:
+        """``POST path``: the counter's routes that change the session take POST only."""
+        return self.get(path, backend=backend, session=session, method="POST", **kwargs)
 
     def login(self, user: str, *, backend: Server) -> str:
         """Log in through nginx on ``backend``; the session cookie's value (the tests send cookies by header)."""
-        response = self.get("/login", backend=backend, params={"user": user})
+        response = self.post("/login", backend=backend, params={"user": user})
         response.raise_for_status()
         return str(response.cookies[SESSION])
 
@@ -130,7 +135,7 @@ def test_default_js_client_keeps_its_session_across_hosts(cluster: Cluster, node
     a, b = host_a_and_b(cluster)
     assert a.host != b.host
     session = cluster.login(f"ann-{transport}", backend=a)
-    assert cluster.get("/incr", backend=a, session=session).text.strip() == "1"
+    assert cluster.post("/incr", backend=a, session=session).text.strip() == "1"
     expected = 1
     for backend in [b, *cluster.backends]:  # host B first, then every backend of both hosts
         with cluster.socket(node, session, backend=backend, transport=transport) as client:
@@ -144,7 +149,7 @@ def test_default_js_client_keeps_its_session_across_hosts(cluster: Cluster, node
                 expected += 1
                 assert client.call("incr") == expected
             # HTTP on host A sees the socket's write on this backend; the socket sees HTTP's
-            assert cluster.get("/incr", backend=a, session=session).text.strip() == str(expected + 1)
+            assert cluster.post("/incr", backend=a, session=session).text.strip() == str(expected + 1)
             expected += 2
             assert client.call("incr") == expected
         # every request of this client's connection reached its own backend
@@ -220,7 +225,7 @@ def test_logout_on_one_host_ends_sockets_on_the_other_within_a_second(cluster: C
                     client.next("upgrade")
                 clients[(cluster.address(backend), transport)] = client
         started = time.monotonic()
-        cluster.get("/logout", backend=a, session=session).raise_for_status()
+        cluster.post("/logout", backend=a, session=session).raise_for_status()
         delays = {}
         for where, client in clients.items():
             ended = client.next("event")
@@ -253,7 +258,7 @@ def test_no_update_is_lost_under_mixed_load_across_hosts(cluster: Cluster, node:
         with requests.Session() as http:  # keep-alive to nginx, as a browser
             cookie = f"{ROUTE}={cluster.route(backend)}; {SESSION}={session}"
             while time.monotonic() < deadline:
-                response = http.get(cluster.proxy.url + "/incr", headers={"Cookie": cookie}, verify=cluster.proxy.ca,
+                response = http.post(cluster.proxy.url + "/incr", headers={"Cookie": cookie}, verify=cluster.proxy.ca,
                                     timeout=15)
                 if response.status_code == 200:
                     tally.ack("http")

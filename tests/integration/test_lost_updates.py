@@ -169,7 +169,7 @@ def test_rule5_conf_counter_redis_ini_counts_exactly_across_workers(redis_url: s
         http.close()
         clients = all_at_once([lambda: connect(server.url, cookie=cookie, transport="websocket")] * 4)
         try:
-            jobs: list[Callable[[], Any]] = [lambda: requests.get(server.url + "/incr", headers={"Cookie": cookie, "Connection": "close"},
+            jobs: list[Callable[[], Any]] = [lambda: requests.post(server.url + "/incr", headers={"Cookie": cookie, "Connection": "close"},
                                          timeout=30).text for _ in range(N)]
             jobs += [socket_job(c, "incr", [None] * k) for c, k in zip(clients, split(M, len(clients)))]
             results = all_at_once(jobs)

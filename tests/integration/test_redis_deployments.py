@@ -131,7 +131,10 @@ def deployment_of(form: str, directory: Path) -> Iterator[Deployment]:
 @pytest.fixture(scope="module", params=["tls", "unix", "acl", "sentinel", "cluster", "cluster-acl"])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with deployment_of(request.param, tmp_path_factory.mktemp(request.param)) as made:
-        yield made
+        try:
+            yield made
+        finally:
+            made.admin.close()  # before its server stops: a socket left open is a ResourceWarning later
 
 
 def test_the_session_rules_hold_across_two_workers(deployment: Deployment, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@
 //
 //   node server.js --port P [--store memory | --store redis --url redis://127.0.0.1:6379/0]
 //
-// HTTP: /login?user=NAME, /incr, /n.  Events: echo (no session: no reload), whoami, incr (acked).
+// HTTP: POST /login?user=NAME, POST /incr, GET /n.  Events: echo (no session: no reload), whoami, incr (acked).
 "use strict";
 
 const http = require("http");
@@ -38,7 +38,7 @@ async function main() {
 
   const app = express();
   app.use(sessionMiddleware);
-  app.get("/login", (req, res) => {
+  app.post("/login", (req, res) => {
     const user = String(req.query.user || "");
     req.session.regenerate((err) => {
       if (err) return res.status(500).send("error\n");
@@ -47,7 +47,7 @@ async function main() {
       res.send(`hello ${user}\n`);
     });
   });
-  app.get("/incr", (req, res) => {
+  app.post("/incr", (req, res) => {
     if (!req.session.user) return res.status(401).send("not logged in\n");
     req.session.n += 1;
     res.send(`${req.session.n}\n`);
