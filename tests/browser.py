@@ -27,6 +27,22 @@ import pytest
 
 from tests.helpers import CLIENT_JS, ROOT
 
+# Page functions the tests run with Tab.run:
+#: the text of the element ``id`` once it is exactly ``wanted`` (10 s at most; else its text, or null)
+TEXT = """async ([id, wanted]) => {
+  for (let i = 0; i < 200; i++) {
+    const element = document.getElementById(id);
+    if (element && element.textContent === wanted) return wanted;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const element = document.getElementById(id);
+  return element ? element.textContent : null;
+}"""
+#: click the element ``id``
+CLICK = "(id) => { document.getElementById(id).click(); return true; }"
+#: the example apps' ``GET /api/me``, as the page's own fetch sends it
+ME = "async () => (await fetch('/api/me')).json()"
+
 DRIVER = ROOT / "tests" / "js" / "browser_driver.js"
 PLAYWRIGHT = ROOT / "node_modules" / "playwright-core"
 ARTIFACTS = ROOT / "tests" / "artifacts"

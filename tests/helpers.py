@@ -80,6 +80,21 @@ def stored(manager: SessionManager, session_id: str) -> dict[str, Any] | None:
     return None if text is None else dict(json.loads(text)["data"])
 
 
+def record_endings(manager: SessionManager) -> list[tuple[str, str]]:
+    """The (session id, reason) of every ending the manager tells its listeners from now on."""
+    ended: list[tuple[str, str]] = []
+
+    class Recorder:
+        def session_ended(self, session_id: str, reason: str) -> None:
+            ended.append((session_id, reason))
+
+        def session_rotated(self, old_id: str, new_id: str) -> None:
+            pass
+
+    manager.listeners.append(Recorder())
+    return ended
+
+
 def saved_session(manager: SessionManager, **values: Any) -> SharedSession:
     """A new session holding ``values``, saved."""
     session = SharedSession.new(manager)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from tests.helpers import Clock, bound, joined
+from tests.helpers import Clock, bound, joined, record_endings
 from wsgisession.manager import SessionManager
 from wsgisession.session import SharedSession
 
@@ -17,16 +17,7 @@ def test_sweep_ends_expired_and_vanished_sessions_only(make_manager: Callable[..
         session.save()
     on_live, on_expired, on_gone = (joined(sockets, s.id, f"eio-{n}") for n, s in enumerate((live, expired, gone)))
     assert sockets.bindings() == {on_live: ("/", live.id), on_expired: ("/", expired.id), on_gone: ("/", gone.id)}
-    ended: list[tuple[str, str]] = []
-
-    class Listener:
-        def session_ended(self, session_id: str, reason: str) -> None:
-            ended.append((session_id, reason))
-
-        def session_rotated(self, old_id: str, new_id: str) -> None:
-            pass
-
-    manager.listeners.append(Listener())
+    ended = record_endings(manager)
     manager.store.remove(gone.id)
     clock.advance(5)
     SharedSession.open(manager, live.id).touch()  # live was used: its idle timeout slid

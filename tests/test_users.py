@@ -15,7 +15,7 @@ import gevent
 import pytest
 import redis
 
-from tests.helpers import SECRET, Clock
+from tests.helpers import SECRET, Clock, record_endings
 from wsgisession.backends import memory
 from wsgisession.errors import SessionEnded, SessionValueError, UnknownSession
 from wsgisession.ids import Fingerprint
@@ -115,16 +115,7 @@ def test_an_expired_session_is_never_listed_and_leaves_the_index_at_the_listing(
 
 
 def test_end_user_sessions_ends_all_but_the_kept_one_and_they_stay_ended(manager: SessionManager) -> None:
-    ended: list[tuple[str, str]] = []
-
-    class Listener:
-        def session_ended(self, session_id: str, reason: str) -> None:
-            ended.append((session_id, reason))
-
-        def session_rotated(self, old_id: str, new_id: str) -> None:
-            pass
-
-    manager.listeners.append(Listener())
+    ended = record_endings(manager)
     here, phone, tablet = login(manager, "ann"), login(manager, "ann"), login(manager, "ann")
     other = login(manager, "bob")
     stale = SharedSession(manager, phone.id, is_new=False, strict=True)

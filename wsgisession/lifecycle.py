@@ -82,9 +82,9 @@ class Lifecycle:
         elif event == "rotated":
             sockets.rebind(str(payload["old"]), str(payload["new"]))
         elif event == "census":
-            rooms = [str(room) for room in payload.get("rooms", [])]
-            publish(sockets.sio, "census_reply", {"id": payload.get("id"), "counts": self.local_counts(rooms)},
-                    self.receive)
+            here = {room: n for room, n in self.local_counts([str(r) for r in payload.get("rooms", [])]).items() if n}
+            if here:  # a process with none of these sockets has nothing to add
+                publish(sockets.sio, "census_reply", {"id": payload.get("id"), "counts": here}, self.receive)
         elif event == "census_reply":
             counts = self._censuses.get(str(payload.get("id")))
             if counts is not None:
@@ -107,9 +107,9 @@ class Lifecycle:
         ``census_timeout`` seconds are counted (a process that is stopping may
         not answer in time).
         """
-        rooms = {session_id: self.sockets.room(session_id) for session_id in session_ids}
         if not session_ids:
             return {}
+        rooms = {session_id: self.sockets.room(session_id) for session_id in session_ids}
         if not isinstance(self.sockets.sio.manager, LifecycleManager):
             counts = self.local_counts(list(rooms.values()))
         else:

@@ -84,6 +84,10 @@ class SessionManager:
             limits.append(record.created + self.absolute_timeout - now)
         return max(0, int(min(limits)) + 1) + EXPIRED_KEPT if limits else None
 
+    def _store_ttl(self, record: Record) -> int | None:
+        """The ``ttl`` to write a record with: :meth:`ttl` where the store expires records."""
+        return self.ttl(record) if self.store.expires else None
+
     def expired(self, record: Record) -> bool:
         now = self.clock()
         if self.timeout and now - record.accessed > self.timeout:
@@ -143,7 +147,7 @@ class SessionManager:
             before = self.store.read(session_id)
             users.moved(session_id, bound_user(self.records.parse(session_id, before), users.user_key), user)
         text = self.records.encode(session_id, record, snapshot)
-        ttl = self.ttl(record) if self.store.expires else None
+        ttl = self._store_ttl(record)
         if txn is not None:
             txn.write(text, ttl)
         else:
@@ -180,7 +184,7 @@ class SessionManager:
             snapshot = _snapshot(record.data)
             text = self.records.encode(new_id, record, snapshot)
             self.users.renamed(old_id, new_id, old_user, user_of(record.data, key))
-            self.store.write(new_id, text, ttl=self.ttl(record) if self.store.expires else None)
+            self.store.write(new_id, text, ttl=self._store_ttl(record))
             txn.remove()
             (carrier or txn).after_commit(lambda: self._rotated(old_id, new_id))
         finally:

@@ -234,42 +234,37 @@ def make_wsgi_app(config: Configurator, **options: Any) -> WsgiSessionApp:
 
 def _with_request(composed: WsgiSessionApp, registry: Any, event: str, namespace: str,
                   handler: Callable[..., Any]) -> Callable[..., Any]:
-    """``handler(request, *args)`` as the layer's handler (``(sid, session, *args)``, or a disconnect's ``(sid, reason)``)."""
+    """``handler(request, *args)`` as the layer calls its handlers.
 
-    def request_for(sid: str, session: SharedSession | None, environ: dict[str, Any] | None = None) -> Request:
-        handshake = environ if environ is not None else composed.sio.get_environ(sid, namespace=namespace) or {}
-        request = Request(dict(handshake, **{"wsgisession.session": session}))
+    The layer calls ``(sid, session, *args)``, a connect ``(sid, session, environ, auth)``
+    and a disconnect ``(sid, reason)``; the request is built from the handshake's environ.
+    """
+
+    def run(sid: str, *args: Any) -> Any:
+        session: SharedSession | None
+        environ: dict[str, Any] | None
+        if event == "disconnect":  # the socket's session is still found (unbound after the handler)
+            session, environ, rest = composed.sockets.session_of(sid), None, args
+        elif event == "connect":
+            session, environ, rest = args[0], args[1], args[2:]
+        else:
+            session, environ, rest = args[0], None, args[1:]
+        if environ is None:
+            environ = composed.sio.get_environ(sid, namespace=namespace) or {}
+        request = Request(dict(environ, **{"wsgisession.session": session}))
         request.registry = registry
         request.sid = sid
         request.namespace = namespace
         apply_request_extensions(request)
-        return request
-
-    run: Callable[..., Any]
-    if event == "disconnect":
-        def run_disconnect(sid: str, reason: Any = None) -> Any:
-            request = request_for(sid, composed.sockets.session_of(sid))
-            try:
-                with RequestContext(request):
-                    return handler(request, reason)
-            except WsgiSessionError as exc:  # it ended (logout) or the store is down: nothing to save anyway
-                log.info("the disconnect handler of socket %s could not use its session: %s", sid, exc)
-                return None
-
-        run = run_disconnect
-    elif event == "connect":
-        def run_connect(sid: str, session: SharedSession | None, environ: dict[str, Any], auth: Any) -> Any:
-            request = request_for(sid, session, environ)
+        try:
             with RequestContext(request):
-                return handler(request, auth)
+                return handler(request, *rest)
+        except WsgiSessionError as exc:
+            if event != "disconnect":
+                raise
+            # it ended (logout) or the store is down: a disconnect has nothing to save anyway
+            log.info("the disconnect handler of socket %s could not use its session: %s", sid, exc)
+            return None
 
-        run = run_connect
-    else:
-        def run_event(sid: str, session: SharedSession | None, *args: Any) -> Any:
-            request = request_for(sid, session)
-            with RequestContext(request):
-                return handler(request, *args)
-
-        run = run_event
     run.__name__ = getattr(handler, "__name__", "handler")
     return run

@@ -399,9 +399,7 @@ class SharedSession(MutableMapping[str, Any]):
         writes nothing (only a due touch of its access time, if any); a new,
         empty session is stored (it gets its cookie).
         """
-        if self.ended:
-            raise SessionEnded(f"the session was ended ({self.ended}); nothing was saved", reason=self.ended)
-        return self._write(accessed_only, True)
+        return self._write(accessed_only, True)  # an ended session raises SessionEnded there
 
     def finish(self, autosave: bool) -> bool:
         """The end of a request or event: write what :meth:`save` asked for, or (``autosave``) what changed.

@@ -18,7 +18,7 @@ import pytest
 import requests
 import socketio
 
-from tests.browser import Browser
+from tests.browser import CLICK, ME, TEXT, Browser
 from tests.helpers import ROOT, SECRET, connect, cookie_header, wait_until
 from tests.servers import Server, gunicorn_app, redis_server, serve
 
@@ -176,18 +176,7 @@ SIGN_IN = """async ([user, password]) => {
   const response = await fetch("/login", {method: "POST", body: new URLSearchParams({csrf, user, password})});
   return response.status;
 }"""
-TEXT = """async ([id, wanted]) => {
-  for (let i = 0; i < 200; i++) {
-    const element = document.getElementById(id);
-    if (element && element.textContent === wanted) return wanted;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  const element = document.getElementById(id);
-  return element ? element.textContent : null;
-}"""
-CLICK = "(id) => { document.getElementById(id).click(); return true; }"
 TRANSPORT = "() => socket.io.engine.transport.name"
-ME = "async () => (await fetch('/api/me')).json()"
 
 
 @pytest.mark.browser
