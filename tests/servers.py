@@ -302,6 +302,14 @@ class Sentinel:
         return f"redis+sentinel://127.0.0.1:{self.port}/0/{self.SERVICE}"
 
     def start(self) -> None:
+        binary = redis_binary("redis-sentinel")  # before the servers it watches: none left running without it
+        try:
+            self._start(binary)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, binary: str) -> None:
         self.primary.start()
         self.replica.start()
         conf = self.directory / "sentinel.conf"
@@ -312,7 +320,7 @@ class Sentinel:
             f"sentinel failover-timeout {self.SERVICE} 10000",
             f"sentinel parallel-syncs {self.SERVICE} 1",
         ]) + "\n")
-        self.process = subprocess.Popen([redis_binary("redis-sentinel"), str(conf)],
+        self.process = subprocess.Popen([binary, str(conf)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, process=self.process)
         self.wait_for(lambda: self.replicas_seen() >= 1, "the sentinel to see the replica")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 import pytest
 import redis
 
@@ -475,6 +476,213 @@ def test_sqlite_backend_a_transaction_holds_the_whole_database(tmp_path: Path) -
     gevent.joinall([first, second], raise_error=True)
     assert order == ["held committed", "other saved"]
     assert store.read(other) == "other" and store.read(held) == "held"
+
+
+def traced(database: sqlite_backend.Database) -> list[str]:
+    """The statements the store's write connection runs from now on."""
+    statements: list[str] = []
+    database.writer().set_trace_callback(statements.append)
+    return statements
+
+
+def stored_rows(path: Path) -> dict[str, str]:
+    """The rows as another connection (another process) reads them: committed ones only."""
+    with closing(sqlite_connection(path)) as other:
+        return dict(other.execute(f"SELECT namespace, value FROM {sqlite_backend.TABLE}").fetchall())
+
+
+def test_sqlite_backend_transactions_of_one_loop_turn_share_one_commit(tmp_path: Path) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    statements = traced(store.backend.database)
+    sids = [new_session_id() for _ in range(10)]
+    told: list[str] = []
+
+    def save(sid: str) -> None:
+        with store.transaction(sid) as txn:
+            txn.write(json.dumps({"n": sid}))
+            txn.after_commit(lambda: told.append(sid))
+
+    gevent.joinall([gevent.spawn(save, sid) for sid in sids], raise_error=True)
+    assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1
+    assert stored_rows(tmp_path / "wsgisession.sqlite3") == {sid: json.dumps({"n": sid}) for sid in sids}
+    assert sorted(told) == sorted(sids), "each is told of its write once it is durable"
+
+
+def test_sqlite_backend_a_write_left_to_a_group_is_told_and_read_only_once_committed(tmp_path: Path) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    sid = new_session_id()
+    store.write(sid, "old")
+    events: list[str] = []
+
+    def write() -> None:
+        store.write(sid, "new")
+        events.append("written")
+
+    def read() -> None:  # runs while the write waits for its group's commit
+        events.append(f"read {store.read(sid)}")
+        with closing(sqlite_connection(tmp_path / "wsgisession.sqlite3")) as other:
+            events.append(f"another process reads {other.execute(f'SELECT value FROM {sqlite_backend.TABLE}').fetchone()[0]}")
+
+    gevent.joinall([gevent.spawn(write), gevent.spawn(read)], raise_error=True)
+    assert events == ["read old", "another process reads old", "written"]
+    assert store.read(sid) == "new"
+
+
+def test_sqlite_backend_a_failed_commit_fails_every_transaction_of_its_group(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    writer = store.backend.database.writer()
+    sids = [new_session_id() for _ in range(3)]
+    for sid in sids:
+        store.write(sid, "old")
+    current = [""]
+    writer.set_trace_callback(lambda statement: current.__setitem__(0, statement))
+    writer.set_progress_handler(lambda: current[0] == "COMMIT", 1)  # the COMMIT is interrupted
+    outcomes: dict[str, str] = {}
+
+    def save(sid: str) -> None:
+        try:
+            with store.transaction(sid) as txn:
+                txn.write("new")
+            outcomes[sid] = "saved"
+        except StoreUnavailable as exc:
+            outcomes[sid] = str(exc)
+
+    gevent.joinall([gevent.spawn(save, sid) for sid in sids], raise_error=True)
+    writer.set_progress_handler(None, 1)
+    assert outcomes == {sid: "the sqlite session store failed: interrupted" for sid in sids}
+    assert stored_rows(tmp_path / "wsgisession.sqlite3") == {sid: "old" for sid in sids}
+    assert all(store.read(sid) == "old" for sid in sids) and not writer.in_transaction
+    assert not any(sid in caplog.text for sid in sids)
+    with store.transaction(sids[0], timeout=0.1) as txn:  # the lock is free again
+        txn.write("newer")
+    assert store.read(sids[0]) == "newer"
+
+
+def test_sqlite_backend_a_save_that_fails_in_a_group_undoes_only_its_own_writes(tmp_path: Path) -> None:
+    """A full disk in one transaction: its writes (a nested one too) are undone; what another
+    transaction of the group was told is saved is saved."""
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    writer = store.backend.database.writer()
+    first, failing, nested, last = (new_session_id() for _ in range(4))
+    for sid in (first, failing, last):
+        store.write(sid, "old")
+    pages = writer.execute("PRAGMA page_count").fetchone()[0]
+    writer.execute(f"PRAGMA max_page_count = {pages}")
+    outcomes: dict[str, str] = {}
+
+    def save(sid: str, text: str) -> None:
+        try:
+            with store.transaction(sid) as txn:
+                if sid == failing:
+                    store.write(nested, "nested")  # in this transaction, before its own write fails
+                txn.write(text)
+            outcomes[sid] = "saved"
+        except StoreUnavailable:
+            outcomes[sid] = "failed"
+
+    big = "x" * 200_000
+    gevent.joinall([gevent.spawn(save, first, "new"), gevent.spawn(save, failing, big),
+                    gevent.spawn(save, last, "new")], raise_error=True)
+    writer.execute(f"PRAGMA max_page_count = {2**31}")
+    assert outcomes[failing] == "failed"
+    rows = stored_rows(tmp_path / "wsgisession.sqlite3")
+    assert rows[failing] == "old" and nested not in rows
+    for sid in (first, last):  # saved if told so, else as it was: never told saved and lost
+        assert rows[sid] == ("new" if outcomes[sid] == "saved" else "old")
+    assert outcomes[last] == "saved", "a transaction after the failure starts afresh"
+
+
+def test_sqlite_backend_a_group_waits_for_a_transaction_that_waits_on_io_in_it(tmp_path: Path) -> None:
+    """The documented price of grouping: a write that joined a group is durable when the last
+    transaction in it ends, which may wait on I/O inside ``atomic()``."""
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    statements = traced(store.backend.database)
+    quick, slow = new_session_id(), new_session_id()
+    done: dict[str, float] = {}
+    started = time.monotonic()
+
+    def quick_save() -> None:
+        store.write(quick, "quick")
+        done["quick"] = time.monotonic() - started
+
+    def slow_save() -> None:
+        with store.transaction(slow) as txn:
+            gevent.sleep(0.1)
+            txn.write("slow")
+        done["slow"] = time.monotonic() - started
+
+    gevent.joinall([gevent.spawn(quick_save), gevent.spawn(slow_save)], raise_error=True)
+    assert statements.count("COMMIT") == 1
+    assert done["quick"] >= 0.1 and stored_rows(tmp_path / "wsgisession.sqlite3") == {quick: "quick", slow: "slow"}
+
+
+def test_sqlite_backend_a_write_from_the_event_loop_itself_commits_at_once(tmp_path: Path) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    sid = new_session_id()
+    done = gevent.event.Event()
+
+    def in_the_loop() -> None:  # a hub callback cannot wait for the loop's next turn
+        store.write(sid, "from the loop")
+        done.set()
+
+    gevent.get_hub().loop.run_callback(in_the_loop)
+    assert done.wait(5)
+    assert stored_rows(tmp_path / "wsgisession.sqlite3") == {sid: "from the loop"}
+
+
+def test_sqlite_backend_a_lone_writer_commits_without_waiting_for_the_loop(tmp_path: Path) -> None:
+    """Transactions that find no company commit at once, but for one in GROUP_PROBE that looks for some."""
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    statements = traced(store.backend.database)
+    sid = new_session_id()
+    switches = [0]
+    ticker = gevent.spawn(lambda: [(switches.__setitem__(0, switches[0] + 1), gevent.sleep(0)) for _ in iter(int, 1)])
+    gevent.sleep(0)
+    waited = 0  # writes during which other greenlets ran
+    try:
+        for n in range(10 * sqlite_backend.GROUP_PROBE):
+            before = switches[0]
+            store.write(sid, str(n))
+            waited += switches[0] != before
+    finally:
+        ticker.kill()
+    assert statements.count("COMMIT") == 10 * sqlite_backend.GROUP_PROBE
+    assert 10 <= waited <= sqlite_backend.GROUP_LONE + 10, "only the first writes and the probes waited"
+    assert store.read(sid) == str(10 * sqlite_backend.GROUP_PROBE - 1)
+
+
+def test_sqlite_backend_processes_that_open_a_new_database_at_once_all_start(tmp_path: Path) -> None:
+    """gunicorn's workers boot together on a fresh data_dir: whoever makes the database WAL, the
+    others wait for it (a pragma of theirs found it busy, and a worker failed to boot)."""
+    failures = []
+    for trial in range(20):
+        path = str(tmp_path / f"trial{trial}" / "wsgisession.sqlite3")
+        start = time.time() + 0.05
+        children = []
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    while time.time() < start:  # all at once
+                        pass
+                    sqlite_backend.Database(path, lock_timeout=5.0)
+                    code = 0
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        for pid in children:
+            _, status = os.waitpid(pid, 0)
+            if os.waitstatus_to_exitcode(status):
+                failures.append(trial)
+    assert failures == []
 
 
 def test_sqlite_backend_a_forked_child_opens_connections_of_its_own(tmp_path: Path) -> None:

@@ -146,6 +146,7 @@ class Store:
             if entry is not None:
                 entry.held = txn.entry = None
                 self._release(entry)
+        txn.settle()  # durable now (SQLite may have left the COMMIT to a group, which others join meanwhile)
         after = txn.after
         if after is not None:  # committed: now others may hear of it
             txn.after = None

@@ -66,6 +66,12 @@ class Transaction:
         self.change = ("", -1)
         self.text = None
 
+    def settle(self) -> None:
+        """Once every lock is given back: wait until the commit is durable, if it was left to others.
+
+        SQLite's group commit (:class:`wsgisession.backends.sqlite.Group`); at once on the other backends.
+        """
+
     def commit(self) -> None:
         """Make the staged write (or removal), then free the cross-process lock (none here)."""
         change, self.change = self.change, None

@@ -21,6 +21,21 @@ whole database, not one session: a holder that waits on I/O inside
 ``atomic()`` holds up every save of the host meanwhile (the file and Redis
 stores lock one session).
 
+Commits are grouped. A ``COMMIT`` appends the changed pages to the log and
+takes and frees SQLite's file locks, most of what a write costs; so a
+transaction that ends well leaves its ``COMMIT`` to the event loop's next
+turn. The transactions of the greenlets that run before it go on in the same
+SQLite transaction (each under a savepoint of its own: one that fails undoes
+only its own writes), and one ``COMMIT`` makes them all durable (at most
+``GROUP_MAX``). Each waits for it before it is told saved (its after-commit
+callbacks, the answer to its request or event); a ``COMMIT`` that fails fails
+them all, and nothing of theirs is stored. A process whose transactions find
+no company commits them at once, looking again for company once in
+``GROUP_PROBE``. The price: a group holds the database's lock until the loop's
+next turn (or until a holder in it that waits on I/O ends), and reads while a
+group is open go to the read connection, whose page cache every commit empties.
+Reads at other times use the write connection, whose cache stays warm.
+
 Expired rows are swept by one bounded ``DELETE`` (at most ``PURGE_LIMIT`` rows,
 through the ``expires`` index), run in the transaction of a write at most once
 per ``PURGE_INTERVAL`` (sooner while a sweep finds a full batch). A row is
@@ -43,6 +58,7 @@ import time
 import weakref
 from typing import Any, Callable, TypeVar
 
+import gevent.event
 import gevent.lock
 from beaker.container import NamespaceManager
 from gevent import getcurrent
@@ -66,6 +82,14 @@ PURGE_GRACE = 300.0
 CHECKPOINT_EVERY = 200
 #: how far (seconds) a write may leave a row's ``expires`` behind the one it asks for (less than PURGE_GRACE)
 EXPIRES_STEP = 60.0
+#: the most transactions one group commit makes durable at once (0: every transaction commits alone)
+GROUP_MAX = 32
+#: after this many group commits in a row that gathered no other transaction, transactions commit alone...
+GROUP_LONE = 2
+#: ...but one in this many tries to gather others again
+GROUP_PROBE = 8
+#: the savepoint a transaction that joins a group sets before its first write (its own rollback undoes only it)
+_SAVEPOINT = "wsgisession_holder"
 
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
@@ -106,6 +130,7 @@ def _after_fork() -> None:
         database._read_cursor = database._write_cursor = None
         database._owner, database._owned, database._depth = None, 0, 0
         database._semaphore = gevent.lock.Semaphore(1)
+        database._group, database._marked = None, False  # the parent's group is the parent's to commit
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -141,12 +166,50 @@ def _busy(exc: sqlite3.Error) -> bool:
     )
 
 
+class Group:
+    """Transactions that ended in one open SQLite transaction, waiting for the ``COMMIT`` that makes them durable.
+
+    Its first member began the transaction (``BEGIN IMMEDIATE``); the others
+    went on in it, each under a savepoint of its own. One ``COMMIT`` makes
+    them all durable, or none of them.
+    """
+
+    __slots__ = ("members", "closing", "error", "done")
+
+    def __init__(self) -> None:
+        self.members = 0  # transactions waiting for the COMMIT
+        self.closing = False  # the commit was due while a transaction was open in it: its end commits
+        self.error: sqlite3.Error | None = None
+        self.done = gevent.event.Event()
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Tell the members how the ``COMMIT`` went (``error``: it failed, nothing of theirs is stored)."""
+        if error is not None and not isinstance(error, sqlite3.Error):
+            error = sqlite3.OperationalError(f"the commit did not complete: {error!r}")
+        self.error = error
+        self.done.set()
+
+    def wait(self) -> None:
+        """Until the group's ``COMMIT`` ran; its error if it failed."""
+        self.done.wait()
+        error = self.error
+        if error is not None:
+            raise sqlite3.OperationalError(*error.args) from error
+
+
 class Database:
     """One SQLite database file, for this process: a connection that reads, one that writes, and the write lock.
 
     Greenlets take the write connection in turn (a gevent semaphore, reentrant
     per greenlet); the first of them takes the database's write lock
     (``BEGIN IMMEDIATE``, polled), which other processes then wait for.
+
+    A transaction that ends well may leave its ``COMMIT`` to a :class:`Group`:
+    the transaction stays open for the greenlets that run before the event
+    loop's next turn, and one ``COMMIT`` then makes them all durable (a commit
+    appends to the write-ahead log and takes SQLite's file locks: most of a
+    write's cost). Each member waits for that ``COMMIT`` (:meth:`Group.wait`)
+    before anything is told of its write.
     """
 
     def __init__(self, path: str, *, lock_timeout: float = 10.0, key: str = "data_dir") -> None:
@@ -164,6 +227,10 @@ class Database:
         self._read_cursor: sqlite3.Cursor | None = None
         self._write_cursor: sqlite3.Cursor | None = None
         self._checkpointer: sqlite3.Connection | None = None  # used by one thread of gevent's pool at a time
+        self._group: Group | None = None  # transactions waiting in the open transaction for its COMMIT
+        self._marked = False  # the holder, in a group's transaction, set its savepoint
+        self._lone = 0  # group commits in a row that gathered no other transaction
+        self._alone = 0  # commits made alone since the last group
         self._checkpointing = False
         self._commits = 0  # since the last checkpoint
         #: checkpoints this process made (the write-ahead log copied into the database)
@@ -177,11 +244,17 @@ class Database:
     def _connect(self) -> sqlite3.Connection:
         # isolation_level None: no implicit transactions, ours are explicit; timeout 0: never block in SQLite
         connection = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA synchronous = NORMAL")
-        # Speed: no checkpoint inside a commit. SQLite's automatic one (every 1,000 pages of log)
-        # copies the log into the database and fsyncs it in the commit that crosses the mark:
-        # 5-12 ms with the gevent loop stopped, measured here (2026-12-03). Ours runs in a thread.
-        connection.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            # a pragma reads the schema first: busy while another process makes a new database WAL
+            self._retry(lambda: connection.execute("PRAGMA synchronous = NORMAL"),
+                        time.monotonic() + self.lock_timeout)
+            # Speed: no checkpoint inside a commit. SQLite's automatic one (every 1,000 pages of log)
+            # copies the log into the database and fsyncs it in the commit that crosses the mark:
+            # 5-12 ms with the gevent loop stopped, measured here (2026-12-03). Ours runs in a thread.
+            connection.execute("PRAGMA wal_autocheckpoint = 0")
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def reader(self) -> sqlite3.Connection:
@@ -264,6 +337,9 @@ class Database:
 
     def close(self) -> None:
         """Close this process's connections (they reopen on the next use)."""
+        group, self._group = self._group, None
+        if group is not None:  # closing rolls its transaction back
+            group.end(sqlite3.OperationalError("the session store was closed before the commit"))
         for connection in (self._reader, self._writer, None if self._checkpointing else self._checkpointer):
             if connection is not None:
                 connection.close()
@@ -286,8 +362,11 @@ class Database:
     # -- reads -----------------------------------------------------------
     def read(self, namespace: str, key: str) -> str | None:
         """The text stored under ``(namespace, key)``; ``None`` if none (or not text: not ours)."""
+        # the write connection while no transaction is open on it: its page cache is warm (its own commits
+        # leave it valid); the read connection's is emptied by every commit of another connection
+        cursor = self._write_cursor if self._owner is None and self._group is None else None
         try:
-            rows = self.read_cursor().execute(_READ, (namespace, key)).fetchall()  # all: the statement ends here
+            rows = (cursor or self.read_cursor()).execute(_READ, (namespace, key)).fetchall()  # ends here
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 raise
@@ -344,6 +423,8 @@ class Database:
         cursor = self.write_cursor()
         if self._depth > 1:
             return cursor
+        if self._group is not None:  # a group's transaction is open: go on in it (the lock is ours)
+            return cursor
         try:
             started = 0.0
             poll = POLL_MIN
@@ -365,26 +446,125 @@ class Database:
             self.unreserve()
             raise
 
-    def release(self, commit: bool = True) -> None:
-        """End one :meth:`hold`; the outermost commits (or rolls back) and frees the database's lock."""
+    def release(self, commit: bool = True) -> Group | None:
+        """End one :meth:`hold`; the outermost commits (or rolls back) and frees the database's lock.
+
+        A commit may be left to a group (:class:`Group`), then returned: wait
+        for it (:meth:`Group.wait`) once every lock is given back, before the
+        write is told to anyone. ``None``: committed (or rolled back) already.
+        """
         self._depth -= 1
         try:
             if self._depth:
-                return
+                return None
             cursor = self._write_cursor
-            if cursor is not None and cursor.connection.in_transaction:
-                try:
-                    cursor.execute("COMMIT" if commit else "ROLLBACK")
-                    if commit:
-                        self._commits += 1
-                        if self._commits >= CHECKPOINT_EVERY:
-                            self._checkpoint_soon()
-                except BaseException:
-                    if cursor.connection.in_transaction:  # SQLite may have rolled back already
-                        cursor.execute("ROLLBACK")
-                    raise
+            group = self._group
+            marked, self._marked = self._marked, False
+            if cursor is None or not cursor.connection.in_transaction:  # SQLite rolled back after an error
+                if group is not None:
+                    self._group = None
+                    group.end(sqlite3.OperationalError("the transaction was rolled back after an error"))
+                return None
+            if not commit:
+                if group is None:
+                    cursor.execute("ROLLBACK")
+                    return None
+                if marked:  # undo this holder's writes only: the group's stay
+                    self._undo(cursor, group)
+                if group.closing:  # its commit was due while this holder was in it
+                    self._commit_group()
+                return None
+            if group is None:
+                if self._should_group():
+                    group = self._group = Group()
+                    group.members = 1
+                    gevent.get_hub().loop.run_callback(self._flush)
+                    return group
+            elif not group.closing and group.members < GROUP_MAX and getcurrent() is not gevent.get_hub():
+                group.members += 1
+                return group
+            self._commit(cursor, 1)  # this transaction, with the group's if any
+            return None
         finally:
             self.unreserve()
+
+    def _should_group(self) -> bool:
+        """Whether this greenlet's commit starts a group: it waits for the event loop's next turn."""
+        if not GROUP_MAX:
+            return False
+        if getcurrent() is gevent.get_hub():  # the event loop itself: it cannot wait for its next turn
+            return False
+        if self._lone < GROUP_LONE:
+            return True
+        self._alone += 1  # alone lately: commit at once, trying again now and then
+        if self._alone < GROUP_PROBE:
+            return False
+        self._alone = 0
+        return True
+
+    def _undo(self, cursor: sqlite3.Cursor, group: Group) -> None:
+        """Roll back to this holder's savepoint; if that fails, the whole group's transaction."""
+        try:
+            cursor.execute(f"ROLLBACK TO {_SAVEPOINT}")
+        except BaseException as exc:
+            self._group = None
+            try:
+                if cursor.connection.in_transaction:
+                    cursor.execute("ROLLBACK")
+            finally:
+                group.end(exc)
+            raise
+
+    def mark(self, cursor: sqlite3.Cursor) -> None:
+        """Before a write in a group's transaction: this holder's savepoint, once."""
+        if self._group is not None and not self._marked:
+            cursor.execute(f"SAVEPOINT {_SAVEPOINT}")
+            self._marked = True
+
+    def _commit(self, cursor: sqlite3.Cursor, holders: int) -> None:
+        """``COMMIT`` the open transaction: ``holders`` (the one ending now, or none) and the group's."""
+        group, self._group = self._group, None
+        try:
+            cursor.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                if cursor.connection.in_transaction:  # SQLite may have rolled back already
+                    cursor.execute("ROLLBACK")
+            finally:
+                if group is not None:
+                    group.end(exc)
+            raise
+        committed = holders
+        if group is not None:
+            committed += group.members
+            self._lone = self._lone + 1 if committed <= 1 else 0
+            group.end()
+        self._commits += committed
+        if self._commits >= CHECKPOINT_EVERY:
+            self._checkpoint_soon()
+
+    def _flush(self) -> None:
+        """The event loop's turn came: commit the group (or, if a holder is in its transaction, let its end)."""
+        group = self._group
+        if group is None:
+            return
+        if self._depth:  # a holder went on in the transaction and waits on I/O: its release commits
+            group.closing = True
+            return
+        self._commit_group()
+
+    def _commit_group(self) -> None:
+        """Commit the group's transaction, no holder in it; a failure is the members' to raise."""
+        cursor = self._write_cursor
+        if cursor is None or not cursor.connection.in_transaction:
+            group, self._group = self._group, None
+            if group is not None:
+                group.end(sqlite3.OperationalError("the transaction was rolled back before its commit"))
+            return
+        try:
+            self._commit(cursor, 0)
+        except Exception as exc:
+            log.debug("a group commit of %s failed: %s", self.path, exc)
 
     # -- checkpoints -------------------------------------------------------
     def _checkpoint_soon(self) -> None:
@@ -392,6 +572,12 @@ class Database:
         if self._checkpointing:
             return
         self._commits, self._checkpointing = 0, True
+        if getcurrent() is gevent.get_hub():  # a group commit: the pool is not to be called from the loop
+            gevent.spawn(self._start_checkpoint)
+        else:
+            self._start_checkpoint()
+
+    def _start_checkpoint(self) -> None:
         try:
             gevent.get_hub().threadpool.spawn(self.checkpoint)
         except Exception as exc:  # no thread to be had: the next commits try again
@@ -413,6 +599,8 @@ class Database:
 
     def apply(self, writer: sqlite3.Cursor, namespace: str, key: str, value: str | None, ttl: float | None) -> None:
         """Write (or with ``value`` None, delete) one row in the held transaction; a sweep if one is due."""
+        if self._group is not None and not self._marked:
+            self.mark(writer)
         if value is None:
             writer.execute(_DELETE, (namespace, key))
             return
@@ -431,24 +619,30 @@ class Database:
     def change(self, namespace: str, key: str, value: str | None, ttl: float | None = None) -> None:
         """Write (or delete) one row in a transaction of its own (or in the one this greenlet holds)."""
         writer = self.hold(self.lock_timeout)
-        done = False
         try:
             self.apply(writer, namespace, key, value, ttl)
-            done = True
-        finally:
-            self.release(commit=done)
+        except BaseException:
+            self.release(commit=False)
+            raise
+        group = self.release()
+        if group is not None:
+            group.wait()
 
     def remove_namespace(self, namespace: str) -> None:
         writer = self.hold(self.lock_timeout)
-        done = False
         try:
+            self.mark(writer)
             writer.execute(_DELETE_NAMESPACE, (namespace,))
-            done = True
-        finally:
-            self.release(commit=done)
+        except BaseException:
+            self.release(commit=False)
+            raise
+        group = self.release()
+        if group is not None:
+            group.wait()
 
     # -- expiry ----------------------------------------------------------
     def _purge(self, writer: sqlite3.Cursor, now: float, limit: int = PURGE_LIMIT) -> int:
+        self.mark(writer)
         deleted = writer.execute(_PURGE, (now - PURGE_GRACE, limit)).rowcount
         # a full batch: more are due, sweep again at the next write a second from now
         self.purge_at = now + (1.0 if deleted >= limit else PURGE_INTERVAL)
@@ -459,12 +653,14 @@ class Database:
     def purge(self, *, now: float | None = None, limit: int = PURGE_LIMIT) -> int:
         """Delete up to ``limit`` rows ``PURGE_GRACE`` seconds past their ``expires`` (one DELETE); how many."""
         writer = self.hold(self.lock_timeout)
-        done = False
         try:
             deleted = self._purge(writer, time.time() if now is None else now, limit)
-            done = True
-        finally:
-            self.release(commit=done)
+        except BaseException:
+            self.release(commit=False)
+            raise
+        group = self.release()
+        if group is not None:
+            group.wait()
         return deleted
 
 
@@ -590,7 +786,7 @@ class SqliteBackend(Backend):
             raise
         text = rows[0][0] if rows else None
         txn = _Immediate(self, key, text if isinstance(text, str) else None)
-        txn.cursor = writer
+        txn.cursor, txn.group = writer, None
         return txn
 
     def purge(self, *, now: float | None = None, limit: int = PURGE_LIMIT) -> int:
@@ -602,12 +798,14 @@ class SqliteBackend(Backend):
 
 
 class _Immediate(Transaction):
-    """A SQLite transaction (``BEGIN IMMEDIATE`` taken): the commit writes the row, then ``COMMIT``."""
+    """A SQLite transaction (``BEGIN IMMEDIATE`` taken, or a group's gone on in): the commit writes the row,
+    then ``COMMIT`` (or leaves it to the group, which :meth:`settle` waits for)."""
 
-    __slots__ = ("cursor",)
+    __slots__ = ("cursor", "group")
 
     backend: SqliteBackend
     cursor: sqlite3.Cursor  # the write connection's, as begin() took it
+    group: Group | None
 
     def commit(self) -> None:
         change, self.change = self.change, None
@@ -615,10 +813,7 @@ class _Immediate(Transaction):
         database = backend.database
         try:
             if change is not None:
-                if change[1] == -1:
-                    self.cursor.execute(_DELETE, (self.key, KEY))
-                else:
-                    database.apply(self.cursor, self.key, KEY, change[0], change[1])
+                database.apply(self.cursor, self.key, KEY, None if change[1] == -1 else change[0], change[1])
         except BaseException as exc:
             try:
                 database.release(commit=False)  # the stored session stays as it was
@@ -628,6 +823,14 @@ class _Immediate(Transaction):
                 raise backend.fault(exc) from exc
             raise
         try:
-            database.release()
+            self.group = database.release()
         except backend.faults as exc:
             raise backend.fault(exc) from exc
+
+    def settle(self) -> None:
+        group, self.group = self.group, None
+        if group is not None:
+            try:
+                group.wait()
+            except self.backend.faults as exc:
+                raise self.backend.fault(exc) from exc
