@@ -80,31 +80,25 @@ def round_of(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     """Fork the processes on a new database; wait for their reports."""
     directory = tempfile.mkdtemp(prefix=f"wsgisession-bench-{setting}-")
     Store(type="sqlite", data_dir=directory)  # created before the fork, as a preloaded app does
-    pipes: list[tuple[int, int]] = []
-    for _ in range(args.processes):
-        read_end, write_end = os.pipe()
+    children: list[tuple[int, Path]] = []
+    for n in range(args.processes):
+        report_file = Path(directory) / f"report-{n}.json"
         pid = os.fork()
         if pid == 0:
-            os.close(read_end)
             code = 1
             try:
                 report = worker(directory, SETTINGS[setting], args.greenlets, args.seconds, args.work_ms / 1000)
-                os.write(write_end, json.dumps(report).encode())
+                report_file.write_text(json.dumps(report))
                 code = 0
             finally:
                 os._exit(code)
-        os.close(write_end)
-        pipes.append((pid, read_end))
+        children.append((pid, report_file))
     reports = []
-    for pid, read_end in pipes:
-        chunks = []
-        while chunk := os.read(read_end, 65536):
-            chunks.append(chunk)
-        os.close(read_end)
+    for pid, report_file in children:
         _, status = os.waitpid(pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"a {setting} process failed (exit status {status})")
-        reports.append(json.loads(b"".join(chunks)))
+        reports.append(json.loads(report_file.read_text()))
     total = sum(r["transactions"] for r in reports)
     return {
         "setting": setting,
