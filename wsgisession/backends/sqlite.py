@@ -22,8 +22,8 @@ whole database, not one session: a holder that waits on I/O inside
 stores lock one session).
 
 Commits are grouped. A ``COMMIT`` appends the changed pages to the log and
-takes and frees SQLite's file locks, most of what a write costs; so a
-transaction that ends well leaves its ``COMMIT`` to the event loop's next
+takes and frees SQLite's file locks (six ``fcntl`` and two ``pwrite`` calls); so
+a transaction that ends well leaves its ``COMMIT`` to the event loop's next
 turn. The transactions of the greenlets that run before it go on in the same
 SQLite transaction (each under a savepoint of its own: one that fails undoes
 only its own writes), and one ``COMMIT`` makes them all durable (at most
@@ -204,12 +204,9 @@ class Database:
     per greenlet); the first of them takes the database's write lock
     (``BEGIN IMMEDIATE``, polled), which other processes then wait for.
 
-    A transaction that ends well may leave its ``COMMIT`` to a :class:`Group`:
-    the transaction stays open for the greenlets that run before the event
-    loop's next turn, and one ``COMMIT`` then makes them all durable (a commit
-    appends to the write-ahead log and takes SQLite's file locks: most of a
-    write's cost). Each member waits for that ``COMMIT`` (:meth:`Group.wait`)
-    before anything is told of its write.
+    A transaction that ends well may leave its ``COMMIT`` to a :class:`Group`
+    (the module's documentation says when): :meth:`release` returns it, and
+    its member waits for it (:meth:`Group.wait`) before anything is told of its write.
     """
 
     def __init__(self, path: str, *, lock_timeout: float = 10.0, key: str = "data_dir") -> None:
@@ -599,8 +596,7 @@ class Database:
 
     def apply(self, writer: sqlite3.Cursor, namespace: str, key: str, value: str | None, ttl: float | None) -> None:
         """Write (or with ``value`` None, delete) one row in the held transaction; a sweep if one is due."""
-        if self._group is not None and not self._marked:
-            self.mark(writer)
+        self.mark(writer)
         if value is None:
             writer.execute(_DELETE, (namespace, key))
             return
@@ -616,29 +612,29 @@ class Database:
         if now >= self.purge_at:
             self._purge(writer, now)
 
+    def transact(self, operation: Callable[[sqlite3.Cursor], _T]) -> _T:
+        """``operation(cursor)`` in a transaction of its own (or in the one this greenlet holds); durable on return."""
+        writer = self.hold(self.lock_timeout)
+        try:
+            result = operation(writer)
+        except BaseException:
+            self.release(commit=False)
+            raise
+        group = self.release()
+        if group is not None:
+            group.wait()
+        return result
+
     def change(self, namespace: str, key: str, value: str | None, ttl: float | None = None) -> None:
         """Write (or delete) one row in a transaction of its own (or in the one this greenlet holds)."""
-        writer = self.hold(self.lock_timeout)
-        try:
-            self.apply(writer, namespace, key, value, ttl)
-        except BaseException:
-            self.release(commit=False)
-            raise
-        group = self.release()
-        if group is not None:
-            group.wait()
+        self.transact(lambda writer: self.apply(writer, namespace, key, value, ttl))
 
     def remove_namespace(self, namespace: str) -> None:
-        writer = self.hold(self.lock_timeout)
-        try:
+        def remove(writer: sqlite3.Cursor) -> None:
             self.mark(writer)
             writer.execute(_DELETE_NAMESPACE, (namespace,))
-        except BaseException:
-            self.release(commit=False)
-            raise
-        group = self.release()
-        if group is not None:
-            group.wait()
+
+        self.transact(remove)
 
     # -- expiry ----------------------------------------------------------
     def _purge(self, writer: sqlite3.Cursor, now: float, limit: int = PURGE_LIMIT) -> int:
@@ -652,16 +648,7 @@ class Database:
 
     def purge(self, *, now: float | None = None, limit: int = PURGE_LIMIT) -> int:
         """Delete up to ``limit`` rows ``PURGE_GRACE`` seconds past their ``expires`` (one DELETE); how many."""
-        writer = self.hold(self.lock_timeout)
-        try:
-            deleted = self._purge(writer, time.time() if now is None else now, limit)
-        except BaseException:
-            self.release(commit=False)
-            raise
-        group = self.release()
-        if group is not None:
-            group.wait()
-        return deleted
+        return self.transact(lambda writer: self._purge(writer, time.time() if now is None else now, limit))
 
 
 _shared: dict[str, Database] = {}
