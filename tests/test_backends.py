@@ -496,17 +496,18 @@ def test_sqlite_backend_transactions_of_one_loop_turn_share_one_commit(tmp_path:
     assert isinstance(store.backend, SqliteBackend)
     statements = traced(store.backend.database)
     sids = [new_session_id() for _ in range(10)]
-    told: list[str] = []
+    path = tmp_path / "wsgisession.sqlite3"
+    told: dict[str, str | None] = {}
 
     def save(sid: str) -> None:
         with store.transaction(sid) as txn:
             txn.write(json.dumps({"n": sid}))
-            txn.after_commit(lambda: told.append(sid))
+            txn.after_commit(lambda: told.__setitem__(sid, stored_rows(path).get(sid)))
 
     gevent.joinall([gevent.spawn(save, sid) for sid in sids], raise_error=True)
     assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1
-    assert stored_rows(tmp_path / "wsgisession.sqlite3") == {sid: json.dumps({"n": sid}) for sid in sids}
-    assert sorted(told) == sorted(sids), "each is told of its write once it is durable"
+    assert stored_rows(path) == {sid: json.dumps({"n": sid}) for sid in sids}
+    assert told == {sid: json.dumps({"n": sid}) for sid in sids}, "told of its write once another process sees it"
 
 
 def test_sqlite_backend_a_write_left_to_a_group_is_told_and_read_only_once_committed(tmp_path: Path) -> None:
