@@ -623,6 +623,29 @@ def test_sqlite_backend_a_group_waits_for_a_transaction_that_waits_on_io_in_it(t
     assert done["quick"] >= 0.1 and stored_rows(tmp_path / "wsgisession.sqlite3") == {quick: "quick", slow: "slow"}
 
 
+def test_rule6_sqlite_a_save_waits_for_its_group_commit_within_lock_timeout(tmp_path: Path) -> None:
+    """A save held up past ``lock_timeout`` by a transaction of its group that waits on I/O gets
+    LockTimeout, never a hang; its write lands with that transaction's end, as the error says it may."""
+    store = Store(type="sqlite", data_dir=str(tmp_path), lock_timeout=0.2)
+    quick, slow = new_session_id(), new_session_id()
+    outcome: dict[str, Any] = {}
+
+    def quick_save() -> None:
+        started = time.monotonic()
+        with pytest.raises(LockTimeout, match="not known to be stored") as caught:
+            store.write(quick, "quick")
+        outcome["waited"], outcome["timeout"] = time.monotonic() - started, caught.value.timeout
+
+    def slow_save() -> None:
+        with store.transaction(slow, timeout=5) as txn:
+            gevent.sleep(0.6)
+            txn.write("slow")
+
+    gevent.joinall([gevent.spawn(quick_save), gevent.spawn(slow_save)], raise_error=True)
+    assert outcome["timeout"] == 0.2 and 0.2 <= outcome["waited"] < 0.5
+    assert stored_rows(tmp_path / "wsgisession.sqlite3") == {quick: "quick", slow: "slow"}
+
+
 def test_sqlite_backend_a_write_from_the_event_loop_itself_commits_at_once(tmp_path: Path) -> None:
     store = Store(type="sqlite", data_dir=str(tmp_path))
     sid = new_session_id()

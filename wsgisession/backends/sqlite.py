@@ -32,8 +32,10 @@ callbacks, the answer to its request or event); a ``COMMIT`` that fails fails
 them all, and nothing of theirs is stored. A process whose transactions find
 no company commits them at once, looking again for company once in
 ``GROUP_PROBE``. The price: a group holds the database's lock until the loop's
-next turn (or until a holder in it that waits on I/O ends), and reads while a
-group is open go to the read connection, whose page cache every commit empties.
+next turn (or until a holder in it that waits on I/O ends: a save that waits
+longer than ``lock_timeout`` for its commit gets LockTimeout, its outcome
+unknown), and reads while a group is open go to the read connection, whose page
+cache every commit empties.
 Reads at other times use the write connection, whose cache stays warm.
 
 Expired rows are swept by one bounded ``DELETE`` (at most ``PURGE_LIMIT`` rows,
@@ -189,9 +191,18 @@ class Group:
         self.error = error
         self.done.set()
 
-    def wait(self) -> None:
-        """Until the group's ``COMMIT`` ran; its error if it failed."""
-        self.done.wait()
+    def wait(self, timeout: float) -> None:
+        """Until the group's ``COMMIT`` ran; its error if it failed; LockTimeout after ``timeout`` seconds.
+
+        The ``COMMIT`` waits for a transaction still open in the group (one that
+        waits on I/O inside ``atomic()``): past ``timeout`` the save is not known to
+        be durable, and it may yet be, or not, when that transaction ends.
+        """
+        if not self.done.wait(timeout):
+            raise LockTimeout(
+                f"the save waited {timeout:.3g}s for its commit, held up by another transaction of this "
+                "process (I/O inside atomic()?); it is not known to be stored", timeout=timeout,
+            )
         error = self.error
         if error is not None:
             raise sqlite3.OperationalError(*error.args) from error
@@ -458,16 +469,14 @@ class Database:
             group = self._group
             marked, self._marked = self._marked, False
             if cursor is None or not cursor.connection.in_transaction:  # SQLite rolled back after an error
-                if group is not None:
-                    self._group = None
-                    group.end(sqlite3.OperationalError("the transaction was rolled back after an error"))
+                self._abort(cursor, sqlite3.OperationalError("the transaction was rolled back after an error"))
                 return None
             if not commit:
                 if group is None:
                     cursor.execute("ROLLBACK")
                     return None
                 if marked:  # undo this holder's writes only: the group's stay
-                    self._undo(cursor, group)
+                    self._undo(cursor)
                 if group.closing:  # its commit was due while this holder was in it
                     self._commit_group()
                 return None
@@ -499,18 +508,23 @@ class Database:
         self._alone = 0
         return True
 
-    def _undo(self, cursor: sqlite3.Cursor, group: Group) -> None:
+    def _undo(self, cursor: sqlite3.Cursor) -> None:
         """Roll back to this holder's savepoint; if that fails, the whole group's transaction."""
         try:
             cursor.execute(f"ROLLBACK TO {_SAVEPOINT}")
         except BaseException as exc:
-            self._group = None
-            try:
-                if cursor.connection.in_transaction:
-                    cursor.execute("ROLLBACK")
-            finally:
-                group.end(exc)
+            self._abort(cursor, exc)
             raise
+
+    def _abort(self, cursor: sqlite3.Cursor | None, error: BaseException) -> None:
+        """Roll the open transaction back (if SQLite has not); its group, if any, fails with ``error``."""
+        group, self._group = self._group, None
+        try:
+            if cursor is not None and cursor.connection.in_transaction:
+                cursor.execute("ROLLBACK")
+        finally:
+            if group is not None:
+                group.end(error)
 
     def mark(self, cursor: sqlite3.Cursor) -> None:
         """Before a write in a group's transaction: this holder's savepoint, once."""
@@ -520,17 +534,12 @@ class Database:
 
     def _commit(self, cursor: sqlite3.Cursor, holders: int) -> None:
         """``COMMIT`` the open transaction: ``holders`` (the one ending now, or none) and the group's."""
-        group, self._group = self._group, None
         try:
             cursor.execute("COMMIT")
         except BaseException as exc:
-            try:
-                if cursor.connection.in_transaction:  # SQLite may have rolled back already
-                    cursor.execute("ROLLBACK")
-            finally:
-                if group is not None:
-                    group.end(exc)
+            self._abort(cursor, exc)
             raise
+        group, self._group = self._group, None
         committed = holders
         if group is not None:
             committed += group.members
@@ -554,9 +563,7 @@ class Database:
         """Commit the group's transaction, no holder in it; a failure is the members' to raise."""
         cursor = self._write_cursor
         if cursor is None or not cursor.connection.in_transaction:
-            group, self._group = self._group, None
-            if group is not None:
-                group.end(sqlite3.OperationalError("the transaction was rolled back before its commit"))
+            self._abort(cursor, sqlite3.OperationalError("the transaction was rolled back before its commit"))
             return
         try:
             self._commit(cursor, 0)
@@ -622,7 +629,7 @@ class Database:
             raise
         group = self.release()
         if group is not None:
-            group.wait()
+            group.wait(self.lock_timeout)
         return result
 
     def change(self, namespace: str, key: str, value: str | None, ttl: float | None = None) -> None:
@@ -818,6 +825,6 @@ class _Immediate(Transaction):
         group, self.group = self.group, None
         if group is not None:
             try:
-                group.wait()
+                group.wait(self.backend.database.lock_timeout)
             except self.backend.faults as exc:
                 raise self.backend.fault(exc) from exc
