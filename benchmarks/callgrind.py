@@ -360,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server to a core of its own (and the "
                         "load client, redis-server and this script to another)")
     parser.add_argument("--output", help="JSON results (default benchmarks/results/<date>-<host>-callgrind.json)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="work in DIR and keep it: the callgrind dumps (one per workload: "
+                             "callgrind_annotate), the servers' INI files and logs")
     args = parser.parse_args(argv)
     if args.hash_seed != "random" and not args.hash_seed.isdigit():
         parser.error("--hash-seed takes a number or 'random'")
@@ -382,8 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, float]]] = {}
     errors: dict[str, str] = {}
     probes: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="wsgisession-callgrind-") as tmp, contextlib.ExitStack() as stack:
+    workdir = (contextlib.nullcontext(args.keep) if args.keep
+               else tempfile.TemporaryDirectory(prefix="wsgisession-callgrind-"))
+    with workdir as tmp, contextlib.ExitStack() as stack:
         directory = Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
         redis_url = None
         if want_redis and not args.no_redis and shutil.which("redis-server") is not None:
             redis_url, redis_proc = start_redis(directory, max(16, len(trees)), cores.client)
