@@ -68,7 +68,9 @@ def worker(directory: str, group_max: int, greenlets: int, seconds: float, work:
 
     gevent.joinall([gevent.spawn(loop) for _ in range(greenlets)], raise_error=True)
     latencies.sort()
+    database = store.backend.database  # type: ignore[attr-defined]
     return {
+        "checkpoints": database.checkpoints, "restarts": getattr(database, "restarts", 0),
         "transactions": len(latencies),
         "p50_ms": latencies[len(latencies) // 2] * 1e3,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,
@@ -100,8 +102,11 @@ def round_of(setting: str, args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"a {setting} process failed (exit status {status})")
         reports.append(json.loads(report_file.read_text()))
     total = sum(r["transactions"] for r in reports)
+    wal = Path(directory) / (sqlite_backend.FILE_NAME + "-wal")  # as large as the log ever grew (never truncated)
     return {
         "setting": setting,
+        "log_mb": wal.stat().st_size / 1e6 if wal.exists() else 0.0,
+        "checkpoints": sum(r["checkpoints"] for r in reports), "restarts": sum(r["restarts"] for r in reports),
         "per_second": total / args.seconds,
         "slowest_share": min(r["transactions"] for r in reports) / total * args.processes,
         "p50_ms": statistics.median(r["p50_ms"] for r in reports),
@@ -127,18 +132,19 @@ def main(argv: list[str] | None = None) -> int:
             result = round_of(setting, args)
             rounds.append(result)
             print(f"round {n + 1} {setting:8s} {result['per_second']:8.0f} txn/s  p50 {result['p50_ms']:.2f} ms  "
-                  f"p99 {result['p99_ms']:.1f} ms  max {result['max_ms']:.0f} ms", flush=True)
+                  f"p99 {result['p99_ms']:.1f} ms  max {result['max_ms']:.0f} ms  log {result['log_mb']:.1f} MB "
+                  f"(checkpoints {result['checkpoints']}, restarted {result['restarts']})", flush=True)
     summary: dict[str, Any] = {}
     for setting in SETTINGS:
         mine = [r for r in rounds if r["setting"] == setting]
         summary[setting] = {key: statistics.median(r[key] for r in mine)
-                            for key in ("per_second", "slowest_share", "p50_ms", "p99_ms", "max_ms")}
+                            for key in ("per_second", "slowest_share", "p50_ms", "p99_ms", "max_ms", "log_mb")}
     print(f"\n{args.processes} processes x {args.greenlets} greenlets, {args.work_ms} ms of work between "
           f"transactions, median of {args.rounds} rounds")
-    print(f"{'setting':8s} {'txn/s':>8s} {'slowest':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s}")
+    print(f"{'setting':8s} {'txn/s':>8s} {'slowest':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'log MB':>7s}")
     for setting, row in summary.items():
         print(f"{setting:8s} {row['per_second']:8.0f} {row['slowest_share']:8.2f} {row['p50_ms']:7.2f} "
-              f"{row['p99_ms']:7.1f} {row['max_ms']:7.0f}")
+              f"{row['p99_ms']:7.1f} {row['max_ms']:7.0f} {row['log_mb']:7.1f}")
     ratio = summary["grouped"]["per_second"] / summary["alone"]["per_second"]
     print(f"grouped / alone: {ratio:.2f}x the transactions per second")
     output = args.output or ROOT / "benchmarks" / "results" / (

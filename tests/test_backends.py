@@ -762,3 +762,34 @@ def test_sqlite_backend_checkpoints_the_log_in_a_thread_not_in_a_commit(tmp_path
         busy, log_frames, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert busy == 0 and log_frames == copied, "everything in the log is in the database"
     assert store.read(sid) == '{"n": "last"}'
+
+
+def test_sqlite_backend_the_log_starts_again_while_writes_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A passive checkpoint under a steady load never leaves the log all copied, which SQLite
+    needs to start it again: each checkpoint ends with a RESTART one, and the log stays small."""
+    monkeypatch.setattr(sqlite_backend, "CHECKPOINT_EVERY", 50)
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    database = store.backend.database
+    sids = [new_session_id() for _ in range(10)]
+    wal = tmp_path / "wsgisession.sqlite3-wal"
+    largest = 0
+
+    def writes(sid: str) -> None:
+        nonlocal largest
+        for n in range(200):  # 2,000 transactions in all, never a pause longer than a loop's turn
+            with store.transaction(sid) as txn:
+                txn.write(json.dumps({"n": n, "pad": "x" * 500}))
+            largest = max(largest, wal.stat().st_size)
+            gevent.sleep(0)
+
+    gevent.joinall([gevent.spawn(writes, sid) for sid in sids], raise_error=True)
+    deadline = time.monotonic() + 10
+    while database._checkpointing and time.monotonic() < deadline:  # noqa: SLF001 - the last one ends
+        gevent.sleep(0.01)
+    assert database.checkpoints >= 5 and database.restarts >= 5
+    page = 4096 + 24  # a frame of the log: its header and one page
+    assert largest < 400 * page, f"the log grew to {largest} bytes"  # never starting again: ~600 frames here
+    assert all(json.loads(str(store.read(sid)))["n"] == 199 for sid in sids)

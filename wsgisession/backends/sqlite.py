@@ -85,6 +85,8 @@ PURGE_GRACE = 300.0
 #: the log starts again: 1,000 (up to ~4 MB of log where a commit changes one page) cost 16% less CPU per
 #: grouped transaction than 200 (50 greenlets saving through the store, 2026-12-03)
 CHECKPOINT_EVERY = 1000
+#: how long (seconds) a checkpoint's RESTART waits for other processes' writers and readers of the log
+RESTART_BUSY = 0.2
 #: how far (seconds) a write may leave a row's ``expires`` behind the one it asks for (less than PURGE_GRACE)
 EXPIRES_STEP = 60.0
 #: the most transactions one group commit makes durable at once (0: every transaction commits alone)
@@ -258,6 +260,8 @@ class Database:
         self._commits = 0  # since the last checkpoint
         #: checkpoints this process made (the write-ahead log copied into the database)
         self.checkpoints = 0
+        #: of those, how many were followed by a RESTART one (the next commit started the log afresh)
+        self.restarts = 0
         #: Unix time from which the next write sweeps expired rows (processes spread theirs)
         self.purge_at = time.time() + random.uniform(0, PURGE_INTERVAL)
         self.open()
@@ -597,34 +601,65 @@ class Database:
 
     # -- checkpoints -------------------------------------------------------
     def _checkpoint_soon(self) -> None:
-        """Copy the write-ahead log into the database in a thread of gevent's pool (the loop goes on)."""
+        """Start a checkpoint in a greenlet of its own (its copying runs in threads of gevent's pool)."""
         if self._checkpointing:
             return
         self._commits, self._checkpointing = 0, True
-        if getcurrent() is gevent.get_hub():  # a group commit: the pool is not to be called from the loop
-            gevent.spawn(self._start_checkpoint)
-        else:
-            self._start_checkpoint()
+        gevent.spawn(self._checkpoint)
 
-    def _start_checkpoint(self) -> None:
+    def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the database, then see that the next commit starts the log afresh.
+
+        A passive checkpoint copies what the log holds while writers go on. SQLite
+        starts the log again only at a write transaction that begins with all of it
+        copied, which a passive checkpoint under a steady load never leaves (the
+        frames committed while it ran stay to copy): the log grew without end, 50 MB
+        after 100,000 transactions of 50 greenlets, and every read searched more of
+        it. So then, this process's writers held back (the write connection
+        reserved, within ``lock_timeout``), a ``RESTART`` checkpoint copies what they
+        added meanwhile and waits up to ``RESTART_BUSY`` for other processes' writers
+        and readers; the next commit writes the log from its start.
+        """
+        pool = gevent.get_hub().threadpool
         try:
-            gevent.get_hub().threadpool.spawn(self.checkpoint)
-        except Exception as exc:  # no thread to be had: the next commits try again
+            if pool.apply(self.checkpoint, ("PASSIVE",)) is None:
+                return
+            try:
+                self.reserve(self.lock_timeout)
+            except LockTimeout:
+                return
+            try:
+                pool.apply(self.checkpoint, ("RESTART",))
+            finally:
+                self.unreserve()
+        except Exception as exc:  # no thread to be had, say: the next commits try again
+            log.warning("could not checkpoint %s: %s", self.path, exc)
+        finally:
             self._checkpointing = False
-            log.warning("could not start a checkpoint of %s: %s", self.path, exc)
 
-    def checkpoint(self) -> None:
-        """One passive checkpoint (it waits for no reader nor writer), on a connection of its own."""
+    def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int] | None:
+        """One checkpoint on a connection of its own, in a thread: SQLite's (busy, log frames, frames copied).
+
+        ``PASSIVE`` waits for no one; ``RESTART`` waits up to ``RESTART_BUSY`` for the
+        write lock and for readers of the log, then lets the next writer restart it.
+        ``None``: it did not run (busy, or the store is failing: the next one tries again).
+        """
         try:
             connection = self._checkpointer
             if connection is None:
                 connection = self._checkpointer = self._connect()
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            waits = int(RESTART_BUSY * 1000) if mode == "RESTART" else 0
+            connection.execute(f"PRAGMA busy_timeout = {waits}")  # a thread's sleep: the event loop goes on
+            row = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        except sqlite3.Error as exc:
+            log.debug("a %s checkpoint of %s did not run: %s", mode.lower(), self.path, exc)
+            return None
+        busy, frames, copied = (int(value) for value in row)
+        if mode == "PASSIVE":
             self.checkpoints += 1
-        except sqlite3.Error as exc:  # busy (another process checkpoints) or the store is failing: next time
-            log.debug("a checkpoint of %s did not run: %s", self.path, exc)
-        finally:
-            self._checkpointing = False
+        elif not busy:
+            self.restarts += 1
+        return busy, frames, copied
 
     def apply(self, writer: sqlite3.Cursor, namespace: str, key: str, value: str | None, ttl: float | None) -> None:
         """Write (or with ``value`` None, delete) one row in the held transaction, after a sweep if one is due.
