@@ -70,7 +70,7 @@ def worker(directory: str, group_max: int, greenlets: int, seconds: float, work:
     latencies.sort()
     database = store.backend.database  # type: ignore[attr-defined]
     return {
-        "checkpoints": database.checkpoints, "restarts": getattr(database, "restarts", 0),
+        "checkpoints": database.checkpoints, "restarts": database.restarts,
         "transactions": len(latencies),
         "p50_ms": latencies[len(latencies) // 2] * 1e3,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,

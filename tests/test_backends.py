@@ -748,6 +748,7 @@ def test_sqlite_backend_checkpoints_the_log_in_a_thread_not_in_a_commit(tmp_path
     database = store.backend.database
     for connection in (database.reader(), database.writer()):
         assert connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert connection.execute("PRAGMA temp_store").fetchone()[0] == 2  # savepoints' journals in memory
     sid = new_session_id()
     wal = tmp_path / "wsgisession.sqlite3-wal"
     for n in range(sqlite_backend.CHECKPOINT_EVERY - 1):

@@ -180,7 +180,7 @@ class Group:
     """Transactions that ended in one open SQLite transaction, waiting for the ``COMMIT`` that makes them durable.
 
     Its first member began the transaction (``BEGIN IMMEDIATE``); the others
-    went on in it, each under a savepoint of its own. One ``COMMIT`` makes
+    went on in it (a savepoint before a write nested in one). One ``COMMIT`` makes
     them all durable, or none of them. Its members wait at most ``timeout``
     seconds from its start (one timer for them all).
     """
