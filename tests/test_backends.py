@@ -794,3 +794,49 @@ def test_sqlite_backend_the_log_starts_again_while_writes_go_on(
     page = 4096 + 24  # a frame of the log: its header and one page
     assert largest < 400 * page, f"the log grew to {largest} bytes"  # never starting again: ~600 frames here
     assert all(json.loads(str(store.read(sid)))["n"] == 199 for sid in sids)
+
+
+def test_sqlite_backend_the_log_starts_again_with_two_processes_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's writes do not keep the log from starting again: a RESTART checkpoint
+    waits (at most RESTART_BUSY) for its write lock, which its groups hold only for a loop's turn."""
+    monkeypatch.setattr(sqlite_backend, "CHECKPOINT_EVERY", 50)
+    Store(type="sqlite", data_dir=str(tmp_path))  # created before the fork, as a preloaded app does
+    wal = tmp_path / "wsgisession.sqlite3-wal"
+    children = []
+    for n in range(2):
+        report = tmp_path / f"report-{n}.json"
+        pid = os.fork()
+        if pid == 0:  # a gunicorn worker
+            code = 1
+            try:
+                store = Store(type="sqlite", data_dir=str(tmp_path))
+                database = store.backend.database  # type: ignore[attr-defined]
+                largest = 0
+
+                def writes(sid: str) -> None:
+                    nonlocal largest
+                    for i in range(150):
+                        with store.transaction(sid) as txn:
+                            txn.write(json.dumps({"n": i, "pad": "x" * 500}))
+                        largest = max(largest, wal.stat().st_size)
+                        gevent.sleep(0)
+
+                gevent.joinall([gevent.spawn(writes, new_session_id()) for _ in range(10)], raise_error=True)
+                while database._checkpointing:  # noqa: SLF001 - the last one ends
+                    gevent.sleep(0.01)
+                report.write_text(json.dumps({"largest": largest, "restarts": database.restarts}))
+                code = 0
+            finally:
+                os._exit(code)
+        children.append((pid, report))
+    reports = []
+    for pid, report in children:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        reports.append(json.loads(report.read_text()))
+    page = 4096 + 24
+    assert sum(r["restarts"] for r in reports) >= 5
+    largest = max(r["largest"] for r in reports)
+    assert largest < 600 * page, f"the log grew to {largest} bytes"
