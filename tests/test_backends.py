@@ -840,3 +840,30 @@ def test_sqlite_backend_the_log_starts_again_with_two_processes_writing(
     assert sum(r["restarts"] for r in reports) >= 5
     largest = max(r["largest"] for r in reports)
     assert largest < 600 * page, f"the log grew to {largest} bytes"
+
+
+def test_sqlite_backend_a_child_forked_while_a_group_is_open_is_not_held_by_its_timer(tmp_path: Path) -> None:
+    """The parent's open group (its commit due at the parent's next loop turn) is not the child's:
+    nor is the timer that bounds its members' wait, which would keep the child's loop busy."""
+    store = Store(type="sqlite", data_dir=str(tmp_path), lock_timeout=10.0)
+    assert isinstance(store.backend, SqliteBackend)
+    database = store.backend.database
+    sid = new_session_id()
+    store.write(sid, "old")
+    writer = database.hold(1.0)
+    database.apply(writer, sid, "session", "new", None)
+    group = database.release()
+    assert group is not None, "a first transaction starts a group"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            started = time.monotonic()
+            idle = gevent.wait(timeout=5)  # the child's loop has nothing left to run
+            code = 0 if idle and time.monotonic() - started < 1 else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    group.wait()
+    assert store.read(sid) == "new"

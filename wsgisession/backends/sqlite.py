@@ -140,7 +140,9 @@ def _after_fork() -> None:
         database._read_cursor = database._write_cursor = None
         database._owner, database._owned, database._depth = None, 0, 0
         database._semaphore = gevent.lock.Semaphore(1)
-        database._group, database._marked = None, False  # the parent's group is the parent's to commit
+        if database._group is not None:  # the parent's group is the parent's to commit; its timer is not ours
+            database._group._timer.close()  # noqa: SLF001
+        database._group, database._marked = None, False
 
 
 os.register_at_fork(after_in_child=_after_fork)
