@@ -68,7 +68,7 @@ def werkzeug_view(session_key: str | None) -> WSGIApp:
     return view
 
 
-def build(name: str, directory: str, redis_url: str | None) -> WSGIApp:
+def build(name: str, directory: str, redis_url: str | None, *, steady: bool = False) -> WSGIApp:
     stack, _, store = name.partition("/")
     os.makedirs(directory, exist_ok=True)
     if stack == "bare":
@@ -79,6 +79,8 @@ def build(name: str, directory: str, redis_url: str | None) -> WSGIApp:
         options: dict[str, Any] = {"memory": {"type": "memory"}, "sqlite": {"type": "sqlite", "data_dir": directory},
                                    "file": {"type": "file", "data_dir": directory},
                                    "redis": {"type": "ext:redis", "url": redis_url}}[store]
+        if steady:  # no clock-driven work within a run: touch saves, the sweep (callgrind_http.py)
+            options.update(touch_interval=86400, sweep_interval=None)
         return make_app(werkzeug_view("beaker.session"), secret=SECRET, timeout=3600, **options)
     if stack == "beaker":
         from beaker.middleware import SessionMiddleware
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args.add_argument("--port", type=int, help="serve on this port (the peers' gevent server)")
     args.add_argument("--inprocess", type=int, metavar="N", help="measure N requests per path in process; JSON out")
     args.add_argument("--rounds", type=int, default=5)
+    args.add_argument("--steady", action="store_true",
+                      help="ours: no touch saves nor sweeps within a run (for counting instructions)")
     options = args.parse_args(argv)
     if options.inprocess:
         result = inprocess(build(options.app, options.dir, options.redis_url), options.inprocess, options.rounds)
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _common import serve
 
-    serve(build(options.app, options.dir, options.redis_url), options.port)
+    serve(build(options.app, options.dir, options.redis_url, steady=options.steady), options.port)
     return 0
 
 
