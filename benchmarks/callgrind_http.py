@@ -41,11 +41,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from callgrind import Cores, control, git_state, start_redis  # noqa: E402
-from run import HTTP_PATHS, RESULTS, ROOT, Target, http_targets, machine, start  # noqa: E402
-from load import httpclient  # noqa: E402
+from callgrind import Cores, control, git_state, start_redis
+from load import httpclient
+from run import HTTP_PATHS, RESULTS, ROOT, Target, http_targets, machine, start
 
-from tests.servers import free_port  # noqa: E402
+from tests.servers import free_port
 
 #: (peer, ours) pairs whose ratio the report gives: the peer's instructions over ours on the same kind of store
 PEER_PAIRS = (("beaker/file", "wsgisession/sqlite"), ("beaker/file", "wsgisession/file"),
