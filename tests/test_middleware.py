@@ -264,3 +264,56 @@ def test_beaker_get_session_makes_a_session_outside_the_request(manager: Session
     response = client.get("/other")
     assert "Set-Cookie" not in response.headers  # not the request's session
     assert manager.read(response.get_data(as_text=True)).data == {"made": "elsewhere"}  # type: ignore[union-attr]
+
+
+class _Body:
+    """A streamed body that changes the session while the server reads it, and says when it is closed."""
+
+    def __init__(self, session: Any, *, close_raises: bool = False) -> None:
+        self.session = session
+        self.close_raises = close_raises
+        self.closed = False
+
+    def __iter__(self) -> Any:
+        yield b"one,"
+        self.session["streamed"] = "yes"  # after the response started: saved when the body is closed
+        yield b"two"
+
+    def close(self) -> None:
+        self.closed = True
+        if self.close_raises:
+            raise OSError("the body's own close failed")
+
+
+def streaming_client(manager: SessionManager, bodies: list[_Body], *, close_raises: bool = False) -> Client:
+    def streaming(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        session = environ["beaker.session"]
+        if environ["PATH_INFO"] == "/get":
+            body = json.dumps(dict(session)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        session["started"] = "yes"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        bodies.append(_Body(session, close_raises=close_raises))
+        return bodies[-1]
+
+    return Client(SessionMiddleware(streaming, manager=manager, cookie=COOKIE))
+
+
+def test_a_change_made_while_the_body_streams_is_saved_when_the_server_closes_it(manager: SessionManager) -> None:
+    bodies: list[_Body] = []
+    client = streaming_client(manager, bodies)
+    response = client.get("/stream", buffered=True)  # read whole, then closed, as a server does
+    assert response.get_data() == b"one,two"  # the body's own chunks, in order
+    assert bodies[0].closed  # the body's own close() ran
+    assert client.get("/get").json == {"started": "yes", "streamed": "yes"}
+
+
+def test_the_save_at_close_runs_even_if_the_bodys_own_close_raises(manager: SessionManager) -> None:
+    bodies: list[_Body] = []
+    client = streaming_client(manager, bodies, close_raises=True)
+    with pytest.raises(OSError, match="own close failed"):
+        client.get("/stream", buffered=True)
+    assert bodies[0].closed
+    stored = manager.read(bodies[0].session.id)  # (the test client keeps no cookie of a request that raised)
+    assert stored is not None and stored.data == {"started": "yes", "streamed": "yes"}

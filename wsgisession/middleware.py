@@ -22,9 +22,7 @@ removed, so the next request starts afresh.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Iterable
-
-from werkzeug.wsgi import ClosingIterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .cookies import SessionCookie
 from .errors import BadSignature, LockTimeout, NoCookie, SessionEnded, StoreUnavailable
@@ -103,7 +101,7 @@ class SessionMiddleware:
                 raise
             log.warning("request of session %s answered 409: %s", self.manager.fingerprint(session.id), exc)
             return self._ended(exc, start_response, cookie_id)
-        return ClosingIterator(body, [lambda: self._finish(session, closing=True)])
+        return ClosingBody(body, lambda: self._finish(session, closing=True))
 
     def get_session(self) -> SharedSession:
         """``environ['beaker.get_session']()``: a new session, not the request's; its ``save()`` writes at once."""
@@ -144,6 +142,34 @@ class SessionMiddleware:
         status, headers, body = plain_answer(exc)
         return _plain(start_response, status, headers + ([self.cookie.delete_header()] if cookie_id is not None else []),
                       body)
+
+
+class ClosingBody:
+    """The app's body, and ``then`` run when the server closes it (after the body's own ``close()``).
+
+    Werkzeug's ``ClosingIterator`` does the same with a Python call per chunk and
+    typing subscripts built per request: 12k machine instructions, 6% of a request
+    that reads the session, in process (2026-12-03). This hands the server the
+    body's own iterator. ``then`` runs even if the body's ``close()`` raises (with
+    ``ClosingIterator`` the save was lost then).
+    """
+
+    __slots__ = ("_body", "_then")
+
+    def __init__(self, body: Iterable[bytes], then: Callable[[], None]) -> None:
+        self._body = body
+        self._then = then
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        try:
+            if close is not None:
+                close()
+        finally:
+            self._then()
 
 
 def plain_answer(exc: StoreUnavailable | LockTimeout | SessionEnded) -> tuple[str, list[tuple[str, str]], bytes]:
