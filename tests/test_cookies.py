@@ -159,6 +159,18 @@ def test_a_refused_header_is_never_kept(cookie: SessionCookie) -> None:
             cookie.read({"HTTP_COOKIE": header})
         with pytest.raises(NoCookie):
             cookie.read({"HTTP_COOKIE": "theme=dark"})
+    assert header not in cookie._verified  # checked again (and logged by the middleware) every time
+
+
+def test_a_header_without_our_cookie_is_kept_and_reads_as_no_cookie_every_time(cookie: SessionCookie) -> None:
+    for header in ("", "theme=dark; _ga=GA1.2.3", "beaker.session.idx=1"):
+        for _ in range(3):
+            with pytest.raises(NoCookie):
+                cookie.read({"HTTP_COOKIE": header} if header else {})
+        assert cookie._verified[header] is None  # an anonymous visitor's header: parsed once
+    sid = new_session_id()
+    signed = f"theme=dark; beaker.session.id={cookie.sign(sid)}"
+    assert cookie.read({"HTTP_COOKIE": signed}) == sid  # the same visitor once signed in
 
 
 def test_kept_headers_are_bounded(cookie: SessionCookie) -> None:
