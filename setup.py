@@ -23,7 +23,7 @@ setup(
         "gunicorn[gevent]>=23.0",
     ],
     extras_require={
-        "redis": ["redis>=5.0"],
+        "redis": ["redis[hiredis]>=5.0"],  # hiredis: redis-py's C reply parser (README, Stores)
         "amqp": ["kombu>=5.3"],
         "testing": ["requests>=2.31", "python-socketio[client]>=5.16.2", "websocket-client>=1.7"],
         "flask": ["Flask>=3.0", "Flask-SocketIO>=5.3"],
@@ -34,7 +34,7 @@ setup(
             "Flask-SocketIO>=5.3",
             "Flask-Login>=0.6.3",
             "pyramid>=2.0",
-            "redis>=5.0",
+            "redis[hiredis]>=5.0",
             "kombu>=5.3",
             "pytest>=8",
             "docutils>=0.20",
