@@ -317,3 +317,37 @@ def test_the_save_at_close_runs_even_if_the_bodys_own_close_raises(manager: Sess
     assert bodies[0].closed
     stored = manager.read(bodies[0].session.id)  # (the test client keeps no cookie of a request that raised)
     assert stored is not None and stored.data == {"started": "yes", "streamed": "yes"}
+
+
+def test_a_late_request_with_the_cookie_from_before_a_login_does_not_remove_the_new_one(
+    manager: SessionManager,
+) -> None:
+    """A request sent with the old cookie (a page's image, a second tab) and answered after the
+    rotation must not clear the cookie: the browser would apply it after the new one and log out."""
+    client = Client(SessionMiddleware(app, manager=manager, cookie=COOKIE))
+    client.get("/set?a=1")
+    before = session_cookie(client)
+    client.get("/rotate")  # the login
+    after = session_cookie(client)
+    assert before and after and before != after
+    late = Client(client.application, use_cookies=False)
+    response = late.get("/get", headers={"Cookie": f"beaker.session.id={before}"})
+    assert response.json == {}  # the old id loads nothing (never adopted)
+    assert "Set-Cookie" not in response.headers
+    assert client.get("/get").json == {"a": "1"}  # the logged-in session, untouched
+
+
+def test_a_cookie_of_an_expired_or_unknown_session_gets_a_new_cookie_only_once_something_is_saved(
+    manager: SessionManager,
+) -> None:
+    client = Client(SessionMiddleware(app, manager=manager, cookie=COOKIE))
+    client.get("/set?a=1")
+    stale = session_cookie(client)
+    assert stale
+    manager.store.remove(stale.rsplit(".", 1)[0])  # gone from the store (expired and swept, say)
+    response = client.get("/get")
+    assert response.json == {} and "Set-Cookie" not in response.headers  # nothing stored, nothing to say
+    response = client.get("/set?b=2")
+    fresh = session_cookie(client)
+    assert fresh and fresh != stale and response.json == {"b": "2"}
+    assert client.get("/logout").headers["Set-Cookie"].startswith("beaker.session.id=;")  # a logout still clears

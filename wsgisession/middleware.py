@@ -128,7 +128,10 @@ class SessionMiddleware:
         headers = [("Vary", "Cookie")]
         cookie = self.cookie
         attributes = session.cookie_attributes
-        if session.ended or (session.is_new and cookie_id is not None):
+        # A cookie whose session was gone already (rotated away at a login, logged out, expired) is left
+        # alone until something is saved: this request may be answered after the response that set the
+        # new cookie (a page's image, another tab), and the browser applies the last header it gets.
+        if session.ended or (session.is_new and cookie_id is not None and not session.replaced_gone):
             if cookie_id is not None or session.ended == "logout":  # Beaker: delete() always sends one
                 headers.append(cookie.delete_header(attributes))
         elif not session.is_new and (session.id != cookie_id or attributes.max_age or session.cookie_changed):

@@ -62,6 +62,7 @@ class SharedSession(MutableMapping[str, Any]):
         "_manager", "_strict", "_id", "is_new", "ended", "rotated_from", "accessed_now", "touch_due",
         "_txn", "_created", "_last_accessed", "_loaded_at", "_data", "_snap", "_base", "_pending_load", "_clean",
         "_record", "defer_save", "save_requested", "cookie_attributes", "cookie_changed", "_locks",
+        "replaced_gone",
     )
 
     def __init__(
@@ -94,6 +95,9 @@ class SharedSession(MutableMapping[str, Any]):
         #: a cookie attribute changed: the cookie is sent again
         self.cookie_changed = False
         self._locks: list[Atomic] | None = None  # lock() blocks, innermost last
+        #: the id it was made with named a session already gone (unknown, expired) when first used: this is
+        #: a fresh one in its place (the middleware then leaves the client's cookie alone until a save)
+        self.replaced_gone = False
 
     @classmethod
     def new(cls, manager: SessionManager) -> Self:
@@ -150,10 +154,12 @@ class SharedSession(MutableMapping[str, Any]):
                 if self._strict:
                     raise
                 self._reset_new()  # start over with a fresh id and no record
+                self.replaced_gone = True
             except UnknownSession as exc:
                 if self._strict:
                     raise SessionEnded("the session no longer exists", reason="logout") from exc
                 self._reset_new()
+                self.replaced_gone = True
         return self._data
 
     def _reset_new(self) -> None:
