@@ -60,7 +60,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -68,6 +68,8 @@ sys.path.insert(0, str(HERE))
 from run import RESULTS, ROOT, Target, load_client, machine, ours, preflight, python_peer, start  # noqa: E402
 
 from tests.servers import child_env, free_port  # noqa: E402
+
+_R = TypeVar("_R")
 
 WORKLOADS = ("echo", "whoami", "incr")
 STORES = ("memory", "sqlite", "file", "redis")
@@ -246,6 +248,19 @@ def control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
 
 
+def counted(pid: int, out: Path, run: Callable[[], _R]) -> tuple[int | None, _R]:
+    """The server's instructions while ``run()`` runs (instrumentation on, counters zeroed, then dumped), and its
+    result; ``None`` if the dump (the newest ``out.<pid>.*``) holds no summary."""
+    control(pid, "-i", "on")
+    control(pid, "-z")
+    result = run()
+    control(pid, "-d")
+    control(pid, "-i", "off")
+    dumps = sorted(out.parent.glob(f"{out.name}.{pid}.*"), key=lambda p: p.stat().st_mtime)
+    summary = re.search(r"^summary: (\d+)", dumps[-1].read_text(), re.MULTILINE)
+    return (int(summary.group(1)) if summary else None), result
+
+
 @dataclass(frozen=True)
 class Cores:
     """Where the processes run: the server alone on one core; the load client, redis-server and this script
@@ -279,16 +294,11 @@ def measure(case: Case, outdir: Path, sessions: int, events: int, warmup: int,
             client.call({"cmd": "connect", "per_session": 1}, timeout=600)
             for workload in target.workloads:
                 client.call({"cmd": "events", "event": workload, "per_socket": warmup}, timeout=600)
-                control(proc.pid, "-i", "on")
-                control(proc.pid, "-z")
-                answer = client.call({"cmd": "events", "event": workload, "per_socket": events}, timeout=900)
-                control(proc.pid, "-d")
-                control(proc.pid, "-i", "off")
-                dumps = sorted(outdir.glob(f"{out.name}.{proc.pid}.*"), key=lambda p: p.stat().st_mtime)
-                summary = re.search(r"^summary: (\d+)", dumps[-1].read_text(), re.MULTILINE)
+                instructions, answer = counted(proc.pid, out, lambda: client.call(
+                    {"cmd": "events", "event": workload, "per_socket": events}, timeout=900))
                 acked = int(answer.get("acked") or 0)
-                if summary and acked:
-                    found[workload] = int(summary.group(1)) / acked
+                if instructions and acked:
+                    found[workload] = instructions / acked
                 print(f"  {target.name:28s} {workload:7s} {found.get(workload, 0):>12,.0f} instructions/event "
                       f"({acked} events)", flush=True)
     finally:

@@ -30,7 +30,6 @@ import datetime
 import fnmatch
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from callgrind import Cores, control, git_state, start_redis
+from callgrind import Cores, counted, git_state, start_redis
 from load import httpclient
 from run import HTTP_PATHS, RESULTS, ROOT, Target, http_targets, machine, start
 
@@ -68,19 +67,13 @@ def measure(target: Target, outdir: Path, requests: int, warmup: int, connection
         cookie = httpclient.get_cookie(port, "/login")
         for path in HTTP_PATHS:
             httpclient.run(port, f"/{path}", cookie, connections=connections, requests=warmup, timeout=600)
-            control(proc.pid, "-i", "on")
-            control(proc.pid, "-z")
-            answer = httpclient.run(port, f"/{path}", cookie, connections=connections, requests=requests,
-                                    timeout=900)
-            control(proc.pid, "-d")
-            control(proc.pid, "-i", "off")
+            instructions, answer = counted(proc.pid, out, lambda: httpclient.run(
+                port, f"/{path}", cookie, connections=connections, requests=requests, timeout=900))
             if answer["errors"] or answer["requests"] != requests:
                 raise RuntimeError(f"/{path}: {answer['requests']} of {requests} answered 200, errors {answer['errors']}")
-            dumps = sorted(outdir.glob(f"{out.name}.{proc.pid}.*"), key=lambda p: p.stat().st_mtime)
-            summary = re.search(r"^summary: (\d+)", dumps[-1].read_text(), re.MULTILINE)
-            if summary is None:
-                raise RuntimeError(f"/{path}: no summary in {dumps[-1]}")
-            found[path] = int(summary.group(1)) / requests
+            if instructions is None:
+                raise RuntimeError(f"/{path}: no summary in the dump of {out}")
+            found[path] = instructions / requests
             print(f"  {name:22s} {path:6s} {found[path]:>12,.0f} instructions/request", flush=True)
     finally:
         proc.stop()
