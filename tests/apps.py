@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any
 
+import gevent
 from werkzeug.wrappers import Request, Response
 
 from tests.helpers import CLIENT_JS
@@ -64,6 +65,11 @@ def lab(request: Request) -> Response:
     if path == "/headers":  # what the browser sent (the tests check the facts the origin policy rests on)
         headers = {k: v for k, v in request.headers.items() if k.lower() != "cookie"}
         return Response(json.dumps(headers), mimetype="application/json")
+    if path == "/spawns":  # whether this server process records where greenlets are spawned (gevent's tree)
+        spawned = gevent.spawn(lambda: None)
+        spawned.join()
+        return Response(json.dumps({"tracked": bool(gevent.config.track_greenlet_tree),
+                                    "stack": spawned.spawning_stack is not None}), mimetype="application/json")
     session: SharedSession = request.environ["beaker.session"]
     if path == "/set":
         for key, value in request.args.items():

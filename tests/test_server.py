@@ -11,7 +11,7 @@ import gevent.socket
 import pytest
 
 from tests.helpers import chunked, close_code, frame, read_frame
-from wsgisession.server import Handler, make_server
+from wsgisession.server import TRACK_GREENLET_TREE, Handler, make_server, untrack_spawns
 from wsgisession.websocket import (
     LimitedWebSocket,
 )
@@ -115,3 +115,37 @@ def test_handler_sets_tcp_nodelay() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener, socket.create_connection(listener.getsockname()) as tcp:
         Handler(tcp, ("127.0.0.1", 1), SimpleNamespace())
         assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+@pytest.fixture
+def greenlet_tree() -> Iterator[None]:
+    """gevent's track_greenlet_tree as it was, put back after the test."""
+    before = gevent.config.track_greenlet_tree
+    try:
+        yield
+    finally:
+        gevent.config.track_greenlet_tree = before
+
+
+def test_untrack_spawns_turns_gevents_spawn_records_off(greenlet_tree: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TRACK_GREENLET_TREE, raising=False)
+    gevent.config.track_greenlet_tree = True
+    tracked = gevent.spawn(lambda: None)
+    assert tracked.spawning_stack is not None
+    tracked.join()
+    assert untrack_spawns() is False
+    spawned = gevent.spawn(lambda: None)
+    assert spawned.spawning_stack is None and spawned.spawning_greenlet is None
+    spawned.join()
+
+
+@pytest.mark.parametrize("value", ["1", "0"])
+def test_untrack_spawns_leaves_it_to_gevents_own_variable(
+    greenlet_tree: None, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(TRACK_GREENLET_TREE, value)
+    gevent.config.track_greenlet_tree = value == "1"  # as gevent read it at start-up
+    assert untrack_spawns() is (value == "1")
+    spawned = gevent.spawn(lambda: None)
+    assert (spawned.spawning_stack is not None) is (value == "1")
+    spawned.join()

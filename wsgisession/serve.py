@@ -3,7 +3,8 @@
     wsgisession serve conf/development.ini --host 127.0.0.1 --port 6543
 
 It puts the current directory on ``sys.path`` (as gunicorn does), monkey-patches
-the standard library with gevent, configures logging from
+the standard library with gevent (and turns off its record of where each
+greenlet was spawned: :func:`wsgisession.server.untrack_spawns`), configures logging from
 the INI's ``[loggers]`` sections (if any), loads the app with PasteDeploy and
 serves it with gevent's pywsgi and the WebSocket handler (TCP_NODELAY on, so
 keep-alive responses are not held back by Nagle's algorithm). SIGTERM and
@@ -59,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     monkey.patch_all()
     import configparser
+
+    from .server import untrack_spawns
+
+    untrack_spawns()  # faster spawns (a greenlet per socket event); GEVENT_TRACK_GREENLET_TREE=1 keeps the records
 
     try:
         setup_logging(config)

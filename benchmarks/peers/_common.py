@@ -2,7 +2,9 @@
 
 Every Python peer runs on gevent's pywsgi with gevent-websocket's handler and
 TCP_NODELAY (``--nagle`` leaves Nagle on, as stock pywsgi does), one process,
-on the port run.py gives it, until SIGTERM. So the peers differ from ours only
+on the port run.py gives it, until SIGTERM, with gevent's records of where
+greenlets were spawned off (:func:`wsgisession.server.untrack_spawns`, unless
+``GEVENT_TRACK_GREENLET_TREE`` is set). So the peers differ from ours only
 in what they do per request and per event, not in the server under them.
 """
 from __future__ import annotations
@@ -28,6 +30,10 @@ def serve(app: Any, port: int, *, nodelay: bool = True) -> None:
     import gevent
     from gevent.pywsgi import WSGIServer
     from geventwebsocket.handler import WebSocketHandler
+
+    from wsgisession.server import untrack_spawns
+
+    untrack_spawns()  # as wsgisession serve does: python-socketio spawns a greenlet per event
 
     class Handler(WebSocketHandler):  # type: ignore[misc]
         def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
