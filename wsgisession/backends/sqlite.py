@@ -63,10 +63,10 @@ import time
 import weakref
 from typing import Any, Callable, TypeVar
 
-import gevent.event
 import gevent.lock
 from beaker.container import NamespaceManager
 from gevent import getcurrent
+from gevent.hub import Waiter
 
 from ..errors import ConfigurationError, LockTimeout, StoreUnavailable
 from ..ids import is_session_id
@@ -187,20 +187,25 @@ class Group:
     seconds from its start (one timer for them all).
     """
 
-    __slots__ = ("members", "closing", "error", "ended", "done", "timeout", "_timer")
+    __slots__ = ("members", "closing", "error", "ended", "timed_out", "timeout", "_waiters", "_timer")
 
     def __init__(self, timeout: float) -> None:
         self.members = 0  # transactions waiting for the COMMIT
         self.closing = False  # the commit was due while a transaction was open in it: its end commits
         self.error: sqlite3.Error | None = None
         self.ended = False  # the COMMIT ran (error: it failed)
-        self.done = gevent.event.Event()  # set when it ended, or when its members' wait timed out
+        self.timed_out = False  # its members' wait ended before it did
         self.timeout = timeout
+        # Speed: each waiting member parks on a Waiter of its own, and one callback of the event loop
+        # switches back to them all. A gevent Event ran its wait through a Python-level dummy Timeout
+        # and a link per member: 13.4k instructions per waiting greenlet, 9.0k with Waiters (callgrind,
+        # 50 greenlets, 2026-12-03)
+        self._waiters: list[Waiter[None]] = []
         # Speed: one timer for the group. A timeout per wait (Event.wait(timeout)) made, started and
         # stopped a gevent Timeout per member: 126k instructions per grouped transaction, 106k with one
         # timer (callgrind, 50 greenlets saving through the store, 2026-12-03)
         self._timer = gevent.get_hub().loop.timer(timeout)
-        self._timer.start(self.done.set)
+        self._timer.start(self._time_out)
 
     def end(self, error: BaseException | None = None) -> None:
         """Tell the members how the ``COMMIT`` went (``error``: it failed, nothing of theirs is stored)."""
@@ -209,7 +214,19 @@ class Group:
         self.error = error
         self.ended = True
         self._timer.close()
-        self.done.set()
+        if self._waiters:  # they go on at the loop's next turn (never inside the commit that ends the group)
+            gevent.get_hub().loop.run_callback(self._wake)
+
+    def _time_out(self) -> None:
+        """The timer (in the event loop): the members still waiting stop waiting."""
+        self.timed_out = True
+        self._wake()
+
+    def _wake(self) -> None:
+        """In the event loop: switch back to every member waiting (each runs until it waits again)."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.switch(None)
 
     def wait(self) -> None:
         """Until the group's ``COMMIT`` ran; its error if it failed; LockTimeout ``timeout`` seconds after its start.
@@ -218,7 +235,10 @@ class Group:
         waits on I/O inside ``atomic()``): past ``timeout`` the save is not known to
         be durable, and it may yet be, or not, when that transaction ends.
         """
-        self.done.wait()
+        if not (self.ended or self.timed_out):
+            waiter: Waiter[None] = Waiter()
+            self._waiters.append(waiter)
+            waiter.get()
         if not self.ended:
             timeout = self.timeout
             raise LockTimeout(
