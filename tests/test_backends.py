@@ -478,6 +478,33 @@ def test_sqlite_backend_a_transaction_holds_the_whole_database(tmp_path: Path) -
     assert store.read(other) == "other" and store.read(held) == "held"
 
 
+def test_sqlite_backend_a_greenlet_waiting_for_the_write_connection_gives_up_within_lock_timeout(tmp_path: Path) -> None:
+    """In one process: the wait for a holder inside ``atomic()`` is bounded too, and frees nothing of the holder's."""
+    store = Store(type="sqlite", data_dir=str(tmp_path), lock_timeout=0.2)
+    held, other = new_session_id(), new_session_id()
+    waits: list[float] = []
+
+    def slow() -> None:
+        with store.transaction(held) as txn:
+            gevent.sleep(0.5)
+            txn.write("held")
+
+    def save() -> None:
+        started = time.monotonic()
+        with pytest.raises(LockTimeout) as caught:
+            store.write(other, "other")
+        waits.append(time.monotonic() - started)
+        assert caught.value.timeout == 0.2
+
+    first = gevent.spawn(slow)
+    gevent.sleep(0.01)
+    gevent.joinall([first, gevent.spawn(save)], raise_error=True)
+    assert len(waits) == 1 and 0.19 <= waits[0] < 0.45
+    assert store.read(held) == "held" and store.read(other) is None
+    store.write(other, "later")  # the connection was handed back: the next save goes through at once
+    assert store.read(other) == "later"
+
+
 def traced(database: sqlite_backend.Database) -> list[str]:
     """The statements the store's write connection runs from now on."""
     statements: list[str] = []

@@ -28,8 +28,22 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
+#: ids that had the shape already (a set hit costs ~0.3k instructions, the pattern ~3k); emptied when full
+_SHAPED: set[str] = set()
+_SHAPED_MAX = 4096
+
+
 def is_session_id(value: object) -> bool:
     """Tell whether ``value`` has the exact shape of an id we issue."""
+    if type(value) is str:  # a str itself (a subclass could compare equal to what it is not)
+        if value in _SHAPED:
+            return True
+        if _ID.match(value) is None:
+            return False
+        if len(_SHAPED) >= _SHAPED_MAX:
+            _SHAPED.clear()
+        _SHAPED.add(value)
+        return True
     return isinstance(value, str) and _ID.match(value) is not None
 
 
