@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 from typing import Any
 
 import gevent
+import gevent.select
 import gevent.socket
 import pytest
 import redis
@@ -144,6 +146,44 @@ def test_an_idle_connection_the_server_closed_is_replaced(
     redis_client.client_kill_filter(_type="normal", skipme=True)  # the server drops every other client
     monkeypatch.setattr(redis_commands, "_IDLE_CHECK", 0.0)  # as if it sat idle past the check
     assert commands.execute("GET", "k") == b"v"
+
+
+def test_the_idle_check_lets_no_other_greenlet_run(
+    redis_client: redis.Redis[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Others that ran during the check could send commands on the line, whose replies it took for a closed one."""
+    monkeypatch.setattr(select, "poll", gevent.select.poll)  # as in a served process (gevent's monkey patching)
+    commands = Commands(redis_client)
+    commands.execute("SET", "k", b"v")
+    line = commands._line  # noqa: SLF001
+    assert line is not None
+    ran: list[str] = []
+    gevent.spawn(ran.append, "another greenlet")  # runs at this greenlet's first switch to the hub
+    assert commands._still_open(line) is True  # noqa: SLF001
+    assert ran == [], "the check switched greenlets"
+    gevent.sleep(0)
+    assert ran == ["another greenlet"]
+
+
+def test_many_greenlets_after_an_idle_time_share_the_open_connection(
+    redis_client: redis.Redis[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle check never yields: concurrent commands after a pause all get their replies on the same line.
+
+    It yielded with hiredis's parser (its can_read() polls through gevent's select): the
+    greenlets behind it sent their commands meanwhile, the check read their replies as data
+    on an idle connection and broke it (their requests answered 503), or two checks waited
+    on the socket at once (ConcurrentObjectUseError).
+    """
+    monkeypatch.setattr(select, "poll", gevent.select.poll)  # as in a served process (gevent's monkey patching)
+    commands = Commands(redis_client)
+    commands.execute("SET", "k", b"v")
+    before = _connection_id(commands)
+    monkeypatch.setattr(redis_commands, "_IDLE_CHECK", 0.0)  # as if it sat idle past the check, every time
+    for _ in range(3):
+        replies = [g.get() for g in [gevent.spawn(commands.execute, "GET", "k") for _ in range(50)]]
+        assert replies == [b"v"] * 50
+    assert _connection_id(commands) == before, "the open connection was kept"
 
 
 def test_a_lost_script_is_loaded_again(redis_client: redis.Redis[bytes]) -> None:

@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import time
 import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import gevent
+import gevent.monkey
 import gevent.socket
 import redis
 import redis.connection as redis_connection
@@ -75,6 +77,20 @@ class _Batch:
         self.size = size
         self.replies: list[Any] = []
         self.waiter: Waiter[Any] | None = None  # set while the greenlet waits for another to read
+
+
+#: the standard library's poll, even under gevent's monkey patching (whose poll waits on the event loop)
+_poll = gevent.monkey.get_original("select", "poll")
+
+
+def _readable(sock: Any) -> bool:
+    """Whether ``sock`` holds data or its end (a peer that closed it): at once, taking nothing, never switching."""
+    pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted above the OS socket
+    if pending is not None and pending():
+        return True
+    poller = _poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _Line:
@@ -220,11 +236,20 @@ class Commands:
                 return
 
     def _still_open(self, line: _Line) -> bool:
-        """Whether the idle ``line`` is still open; if the server closed it, it is broken."""
+        """Whether the idle ``line`` is still open; if the server closed it (or sent what nobody asked for), it is broken.
+
+        The check never switches greenlets. ``Connection.can_read()`` did, with
+        hiredis's parser: it polls through ``select.poll``, which gevent's monkey
+        patching makes a wait on the event loop. Other greenlets then sent their
+        commands on the line, and the check took their replies for data on an idle
+        connection and broke it under them (their requests were answered 503), or
+        waited on the socket beside the greenlet reading them (ConcurrentObjectUseError).
+        """
+        sock = getattr(line.connection, "_sock", None)  # redis-py's socket of a connected connection
         try:
-            if not line.connection.can_read():
+            if sock is not None and not _readable(sock):
                 return True
-        except (redis.RedisError, OSError):
+        except (OSError, ValueError):
             pass
         self._break(line, redis.ConnectionError("the idle connection was closed"))
         return False
