@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import textwrap
 import time
@@ -191,6 +192,41 @@ def test_the_session_rules_hold_across_two_workers(deployment: Deployment, tmp_p
             disconnect(clients)
         assert "Traceback" not in server.output()
         assert session_id not in server.output() and PASSWORD not in server.output()
+
+
+def burst(base: str, path: str, cookie: str, count: int, spacing: float = 0.0005) -> list[int]:
+    """``count`` requests sent ``spacing`` seconds apart, each on a connection of its own opened beforehand (so
+    they reach the server over several turns of its event loop); their status codes."""
+    host, port = base.rsplit("/", 1)[-1].rsplit(":", 1)
+    sockets = [socket.create_connection((host, int(port)), timeout=10) for _ in range(count)]
+    try:
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        for sock in sockets:
+            sock.sendall(request.encode())
+            time.sleep(spacing)
+        codes = []
+        for sock in sockets:
+            with sock.makefile("rb") as answer:
+                codes.append(int(answer.readline().split()[1]))
+        return codes
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_requests_arriving_together_after_a_pause_all_get_their_answer(deployment: Deployment, tmp_path: Path) -> None:
+    """The store's connection sits idle past its check, then many requests come at once.
+
+    The check once switched greenlets (hiredis's can_read() polls through gevent's patched
+    select): the requests behind it sent their commands meanwhile, and the check took the
+    replies for a closed connection and broke it under them (503s).
+    """
+    with serve(write_ini(tmp_path, use=APP, **deployment.settings)) as server:
+        cookie, _ = new_session(server.url)
+        for _ in range(3):
+            time.sleep(1.2)  # idle past redis_commands._IDLE_CHECK
+            assert burst(server.url, "/get", cookie, 50) == [200] * 50
+        assert "Traceback" not in server.output() and "unavailable" not in server.output()
 
 
 def test_a_users_devices_across_two_workers(deployment: Deployment, tmp_path: Path) -> None:
