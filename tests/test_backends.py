@@ -844,7 +844,7 @@ def test_sqlite_backend_the_log_starts_again_with_two_processes_writing(
 
                 def writes(sid: str) -> None:
                     nonlocal largest
-                    for i in range(150):
+                    for i in range(450):
                         with store.transaction(sid) as txn:
                             txn.write(json.dumps({"n": i, "pad": "x" * 500}))
                         largest = max(largest, wal.stat().st_size)
@@ -866,7 +866,10 @@ def test_sqlite_backend_the_log_starts_again_with_two_processes_writing(
     page = 4096 + 24
     assert sum(r["restarts"] for r in reports) >= 5
     largest = max(r["largest"] for r in reports)
-    assert largest < 600 * page, f"the log grew to {largest} bytes"
+    # Without the restarts this log reaches 13.2-13.4 MB (3,200 pages); with them 0.4-3.1 MB in six runs, as
+    # the other process's groups happen to delay them. The bound is half the first (600 pages at a third of
+    # these writes was once passed under CI's load, at 2.65 MB)
+    assert largest < 1600 * page, f"the log grew to {largest} bytes"
 
 
 def test_sqlite_backend_a_child_forked_while_a_group_is_open_is_not_held_by_its_timer(tmp_path: Path) -> None:

@@ -53,8 +53,8 @@ def untrack_spawns() -> bool:
     of 459k (callgrind, 50 sockets, 2026-12-03). What is lost is debugging
     information: a greenlet's ``spawning_stack``, ``spawning_greenlet`` and
     ``spawn_tree_locals``, which ``gevent.util.format_run_info()`` prints.
-    ``GEVENT_TRACK_GREENLET_TREE=1`` keeps them (and ``=0`` anywhere else turns them off).
-    Returns whether greenlets are tracked now.
+    ``GEVENT_TRACK_GREENLET_TREE=1`` keeps them (gevent's own variable: ``=0`` turns them
+    off in any gevent process). Returns whether greenlets are tracked now.
     """
     if TRACK_GREENLET_TREE not in os.environ:
         gevent.config.track_greenlet_tree = False
