@@ -4,6 +4,7 @@ Served as ``use = call:tests.apps:app_factory`` from a generated INI.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 from typing import Any
@@ -69,7 +70,8 @@ def lab(request: Request) -> Response:
         spawned = gevent.spawn(lambda: None)
         spawned.join()
         return Response(json.dumps({"tracked": bool(gevent.config.track_greenlet_tree),
-                                    "stack": spawned.spawning_stack is not None}), mimetype="application/json")
+                                    "stack": spawned.spawning_stack is not None,
+                                    "frozen": gc.get_freeze_count() > 0}), mimetype="application/json")
     session: SharedSession = request.environ["beaker.session"]
     if path == "/set":
         for key, value in request.args.items():

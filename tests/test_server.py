@@ -2,7 +2,9 @@
 the upgrade to a limited websocket, TCP_NODELAY."""
 from __future__ import annotations
 
+import gc
 import socket
+import weakref
 from types import SimpleNamespace
 from typing import Any, Iterator
 
@@ -11,7 +13,7 @@ import gevent.socket
 import pytest
 
 from tests.helpers import chunked, close_code, frame, read_frame
-from wsgisession.server import TRACK_GREENLET_TREE, Handler, make_server, untrack_spawns
+from wsgisession.server import TRACK_GREENLET_TREE, Handler, freeze_loaded_heap, make_server, untrack_spawns
 from wsgisession.websocket import (
     LimitedWebSocket,
 )
@@ -149,3 +151,20 @@ def test_untrack_spawns_leaves_it_to_gevents_own_variable(
     spawned = gevent.spawn(lambda: None)
     assert (spawned.spawning_stack is not None) is (value == "1")
     spawned.join()
+
+
+def test_freeze_loaded_heap_collects_first_then_freezes_what_is_left() -> None:
+    class Node:
+        pass
+
+    cycle = Node()
+    cycle.self = cycle  # type: ignore[attr-defined]
+    gone = weakref.ref(cycle)
+    del cycle  # garbage only the cyclic collector frees
+    try:
+        frozen = freeze_loaded_heap()
+        assert gone() is None, "the garbage was collected before the freeze"
+        assert frozen == gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()  # this process is the test run, not a server
+    assert gc.get_freeze_count() == 0

@@ -5,7 +5,8 @@
 It puts the current directory on ``sys.path`` (as gunicorn does), monkey-patches
 the standard library with gevent (and turns off its record of where each
 greenlet was spawned: :func:`wsgisession.server.untrack_spawns`), configures logging from
-the INI's ``[loggers]`` sections (if any), loads the app with PasteDeploy and
+the INI's ``[loggers]`` sections (if any), loads the app with PasteDeploy (then
+freezes the loaded heap: :func:`wsgisession.server.freeze_loaded_heap`) and
 serves it with gevent's pywsgi and the WebSocket handler (TCP_NODELAY on, so
 keep-alive responses are not held back by Nagle's algorithm). SIGTERM and
 SIGINT stop it gracefully: in-flight requests and saves get time to finish.
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .errors import WsgiSessionError
     from .realtime import drain_all, start_all
-    from .server import close_idle_connections, make_server
+    from .server import close_idle_connections, freeze_loaded_heap, make_server
 
     try:
         app = loadapp("config:" + config, name=args.name)
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot load %s: %s", args.config, exc)
         sys.stderr.write(f"wsgisession: cannot load {args.config}: {exc}\n")
         return 2
+    freeze_loaded_heap()
     start_all()  # the message queue listener, before the first socket (else a logout may pass it by)
     try:
         server = make_server((args.host, args.port), app)

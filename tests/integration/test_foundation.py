@@ -245,12 +245,13 @@ def test_gunicorn_worker_shares_the_session(ini_dir, transport: str) -> None:  #
         assert lab_data(http, server)["via"] == transport
 
 
-# -- gevent's records of where greenlets were spawned ----------------------
+# -- gevent's records of where greenlets were spawned; the loaded heap frozen ----------------------
 def test_our_servers_do_not_record_where_greenlets_were_spawned(ini_dir) -> None:  # type: ignore[no-untyped-def]
     ini = write_ini(ini_dir, use=LAB)
     with serve(ini) as served, gunicorn(ini) as worker:
         for server in (served, worker):
-            assert requests.get(server.url + "/spawns", timeout=10).json() == {"tracked": False, "stack": False}
+            assert requests.get(server.url + "/spawns", timeout=10).json() == {
+                "tracked": False, "stack": False, "frozen": True}
 
 
 def test_gevents_environment_variable_keeps_the_records(ini_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -258,4 +259,5 @@ def test_gevents_environment_variable_keeps_the_records(ini_dir, monkeypatch) ->
     ini = write_ini(ini_dir, use=LAB)
     with serve(ini) as served, gunicorn(ini) as worker:
         for server in (served, worker):
-            assert requests.get(server.url + "/spawns", timeout=10).json() == {"tracked": True, "stack": True}
+            assert requests.get(server.url + "/spawns", timeout=10).json() == {
+                "tracked": True, "stack": True, "frozen": True}
