@@ -583,7 +583,7 @@ def test_sqlite_backend_a_failed_commit_fails_every_transaction_of_its_group(
     writer.set_progress_handler(None, 1)
     assert outcomes == {sid: "the sqlite session store failed: interrupted" for sid in sids}
     assert stored_rows(tmp_path / "wsgisession.sqlite3") == {sid: "old" for sid in sids}
-    assert all(store.read(sid) == "old" for sid in sids) and not writer.in_transaction
+    assert all(store_views(store, sid) == ("old", "old") for sid in sids) and not writer.in_transaction
     assert not any(sid in caplog.text for sid in sids)
     with store.transaction(sids[0], timeout=0.1) as txn:  # the lock is free again
         txn.write("newer")
@@ -625,6 +625,174 @@ def test_sqlite_backend_a_save_that_fails_in_a_group_undoes_only_its_own_writes(
     for sid in (first, last):  # saved if told so, else as it was: never told saved and lost
         assert rows[sid] == ("new" if outcomes[sid] == "saved" else "old")
     assert outcomes[last] == "saved", "a transaction after the failure starts afresh"
+    for sid in (first, failing, last):  # what the store reads (rows it keeps included) is what was committed
+        assert store_views(store, sid) == (rows[sid], rows[sid])
+    assert store.read(inner) is None
+
+
+def selects(statements: list[str]) -> int:
+    """How many of ``statements`` read a row."""
+    return sum(statement.startswith("SELECT value") for statement in statements)
+
+
+def store_views(store: Store, sid: str) -> tuple[str | None, str | None]:
+    """A session's text as the store reads it: outside a transaction, and inside one."""
+    outside = store.read(sid)
+    with store.transaction(sid) as txn:
+        inside = txn.text
+    return outside, inside
+
+
+def test_sqlite_backend_rows_it_committed_are_read_from_memory_while_no_other_connection_commits(
+    tmp_path: Path,
+) -> None:
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    sid = new_session_id()
+    store.write(sid, "1")
+    statements = traced(store.backend.database)
+    for n in range(2, 6):
+        with store.transaction(sid) as txn:
+            assert txn.text == str(n - 1)
+            txn.write(str(n))
+        assert store.read(sid) == str(n)
+    assert selects(statements) == 0
+    assert statements.count("PRAGMA data_version") == 8, "one check per transaction and per read outside one"
+    assert stored_rows(tmp_path / "wsgisession.sqlite3")[sid] == "5"
+
+
+@pytest.mark.parametrize("other", ["connection", "store"], ids=["another-connection", "another-store-object"])
+def test_sqlite_backend_a_commit_of_another_connection_is_read_not_the_row_kept(tmp_path: Path, other: str) -> None:
+    """Another process (a connection of its own) or another store on the same file in this one."""
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    sid = new_session_id()
+    store.write(sid, "ours")
+    assert store_views(store, sid) == ("ours", "ours")
+    connection = sqlite_connection(tmp_path / "wsgisession.sqlite3")
+    their_store = Store(type="sqlite", data_dir=str(tmp_path))
+
+    def theirs(text: str | None) -> None:
+        if other == "store":
+            if text is None:
+                their_store.remove(sid)
+            else:
+                their_store.write(sid, text)
+        elif text is None:
+            connection.execute(f"DELETE FROM {sqlite_backend.TABLE} WHERE namespace = ?", (sid,))
+        else:
+            connection.execute(f"UPDATE {sqlite_backend.TABLE} SET value = ? WHERE namespace = ?", (text, sid))
+
+    try:
+        theirs("theirs, read first")
+        assert store.read(sid) == "theirs, read first"
+        theirs("theirs, in a transaction first")
+        with store.transaction(sid) as txn:
+            assert txn.text == "theirs, in a transaction first"
+            txn.write("ours again")
+        assert store_views(store, sid) == ("ours again", "ours again")
+        theirs(None)
+        assert store_views(store, sid) == (None, None)
+    finally:
+        connection.close()
+
+
+def test_sqlite_backend_a_row_written_in_a_group_before_another_transaction_is_undone_reads_as_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One transaction of a group writes a session; the next writes it again (a nested write first), and its
+    own write is refused (a value SQLite cannot bind): undone back to its savepoint, the group commits the
+    first's write, and that is what the store reads."""
+    monkeypatch.setattr(sqlite_backend, "GROUP_LONE", 100)  # every commit looks for company
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    sid, inner = new_session_id(), new_session_id()
+    store.write(sid, "old")
+    assert store_views(store, sid) == ("old", "old")
+    outcomes: dict[str, str | None] = {}
+
+    def first() -> None:
+        with store.transaction(sid) as txn:
+            txn.write("first")
+        outcomes["first"] = "saved"
+
+    def failing() -> None:
+        try:
+            with store.transaction(sid) as txn:
+                assert txn.text == "first", "the group's write, not committed yet"
+                store.write(inner, "nested")
+                txn.write(object())  # type: ignore[arg-type]
+            outcomes["failing"] = "saved"
+        except StoreUnavailable:
+            outcomes["failing"] = "failed"
+
+    def read() -> None:  # while the group is open: the committed text
+        outcomes["read meanwhile"] = store.read(sid)
+
+    gevent.joinall([gevent.spawn(first), gevent.spawn(failing), gevent.spawn(read)], raise_error=True)
+    rows = stored_rows(tmp_path / "wsgisession.sqlite3")
+    assert outcomes == {"first": "saved", "failing": "failed", "read meanwhile": "old"}
+    assert rows[sid] == "first" and inner not in rows
+    assert store_views(store, sid) == ("first", "first")
+    assert store.read(inner) is None
+
+
+def test_sqlite_backend_stops_checking_while_another_connection_commits_between_all_its_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check that always finds another's commit costs more than the read it saves: after KNOWN_STALE
+    of them, one in KNOWN_PROBE transactions checks; once the other stops, rows are kept again."""
+    monkeypatch.setattr(sqlite_backend, "KNOWN_PROBE", 8)
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    sid = new_session_id()
+    store.write(sid, "start")
+    statements = traced(store.backend.database)
+    with closing(sqlite_connection(tmp_path / "wsgisession.sqlite3")) as other:
+        for n in range(40):
+            other.execute(f"UPDATE {sqlite_backend.TABLE} SET value = ? WHERE namespace = ?", (f"theirs {n}", sid))
+            with store.transaction(sid) as txn:
+                assert txn.text == f"theirs {n}"
+                txn.write(f"ours {n}")
+    checks = statements.count("PRAGMA data_version")
+    assert checks <= sqlite_backend.KNOWN_STALE * (1 + 40 // 8), f"{checks} checks in 40 transactions"
+    assert selects(statements) == 40
+    del statements[:]
+    for n in range(3 * 8):  # nobody else commits now
+        with store.transaction(sid) as txn:
+            txn.write(f"alone {n}")
+    assert selects(statements[-8 * 8:]) <= 1 and store_views(store, sid) == ("alone 23", "alone 23")
+
+
+def test_sqlite_backend_rows_kept_are_bounded_in_number_and_length(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_backend, "KNOWN_MAX", 4)
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    database = store.backend.database
+    sids = [new_session_id() for _ in range(6)]
+    for sid in sids:
+        store.write(sid, sid)
+    assert len(database._known) == 4  # noqa: SLF001 - the newest four
+    assert [store.read(sid) for sid in sids] == sids
+    assert len(database._known) == 4  # noqa: SLF001
+    long = new_session_id()
+    store.write(long, "x" * (sqlite_backend.KNOWN_VALUE_MAX + 1))
+    statements = traced(database)
+    for _ in range(3):
+        assert store.read(long) == "x" * (sqlite_backend.KNOWN_VALUE_MAX + 1)
+    assert selects(statements) == 3, "read each time, never kept"
+
+
+def test_sqlite_backend_a_namespace_removed_is_not_read_from_memory(tmp_path: Path) -> None:
+    sid = new_session_id()
+    manager = SqliteNamespaceManager(sid, data_dir=str(tmp_path))
+    manager.set_value("session", "kept")
+    assert manager["session"] == "kept"
+    manager.do_remove()
+    assert "session" not in manager
+    with pytest.raises(KeyError):
+        manager["session"]
 
 
 def test_sqlite_backend_a_group_waits_for_a_transaction_that_waits_on_io_in_it(tmp_path: Path) -> None:
@@ -757,6 +925,38 @@ def test_sqlite_backend_a_forked_child_opens_connections_of_its_own(tmp_path: Pa
     with store.transaction(sid) as txn:  # the parent's connections still serve
         txn.write("parent again")
     assert store.read(sid) == "parent again"
+
+
+def test_sqlite_backend_two_processes_incrementing_one_session_lose_nothing_with_rows_kept(tmp_path: Path) -> None:
+    """A busy process keeps its rows (no one else commits between most of its transactions) while another
+    increments now and then: each of its increments must be seen, never the row kept before it."""
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    sid = new_session_id()
+    store.write(sid, "0")
+
+    def increments(count: int, pause: float) -> int:
+        kept = 0
+        for _ in range(count):
+            with store.transaction(sid) as txn:
+                kept += store.backend.database._fresh  # type: ignore[attr-defined]  # noqa: SLF001
+                txn.write(str(int(txn.text or "0") + 1))
+            gevent.sleep(pause)
+        return kept
+
+    pid = os.fork()
+    if pid == 0:  # the other process: 40 increments, 5 ms apart
+        code = 1
+        try:
+            increments(40, 0.005)
+            code = 0
+        finally:
+            os._exit(code)
+    kept = increments(2000, 0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.read(sid) == str(2040) and stored_rows(tmp_path / "wsgisession.sqlite3")[sid] == "2040"
+    assert kept > 1000, f"rows were kept in only {kept} of 2000 transactions"
 
 
 def test_sqlite_backend_serves_plain_beaker_sessions(tmp_path: Path) -> None:
