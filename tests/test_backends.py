@@ -661,6 +661,24 @@ def test_sqlite_backend_rows_it_committed_are_read_from_memory_while_no_other_co
     assert stored_rows(tmp_path / "wsgisession.sqlite3")[sid] == "5"
 
 
+def test_sqlite_backend_a_read_checks_only_for_a_row_it_keeps(tmp_path: Path) -> None:
+    """A row not kept is read (and kept) without a check; read again, it is checked, and another
+    connection's commit in between is what the read returns."""
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    assert isinstance(store.backend, SqliteBackend)
+    sid = new_session_id()
+    with closing(sqlite_connection(tmp_path / "wsgisession.sqlite3")) as other:
+        other.execute(f"INSERT INTO {sqlite_backend.TABLE} VALUES (?, 'session', 'theirs', NULL)", (sid,))
+        store.write(new_session_id(), "{}")  # its check sees that commit: nothing since
+        statements = traced(store.backend.database)
+        assert store.read(sid) == "theirs"
+        assert len(statements) == 1 and selects(statements) == 1, statements
+        assert store.read(sid) == "theirs"
+        assert statements[1:] == ["PRAGMA data_version"], "kept, and checked"
+        other.execute(f"UPDATE {sqlite_backend.TABLE} SET value = 'theirs again' WHERE namespace = ?", (sid,))
+        assert store.read(sid) == "theirs again"
+
+
 @pytest.mark.parametrize("other", ["connection", "store"], ids=["another-connection", "another-store-object"])
 def test_sqlite_backend_a_commit_of_another_connection_is_read_not_the_row_kept(tmp_path: Path, other: str) -> None:
     """Another process (a connection of its own) or another store on the same file in this one."""

@@ -34,22 +34,23 @@ no company commits them at once, looking again for company once in
 ``GROUP_PROBE``. The price: a group holds the database's lock until the loop's
 next turn (or until a holder in it that waits on I/O ends: a save whose group
 has not committed ``lock_timeout`` after it began gets LockTimeout, its outcome
-unknown), and reads while a group is open go to the read connection, whose page
-cache every commit empties.
+unknown), and reads while a group is open go to the read connection (if they find
+no row kept, below), whose page cache every commit empties.
 Reads at other times use the write connection, whose cache stays warm.
 
 The rows this process last read or committed are kept (at most ``KNOWN_MAX``,
 each at most ``KNOWN_VALUE_MAX`` characters) for as long as no other connection
 commits. A transaction checks that with ``PRAGMA data_version`` once it has the
 write lock, and the group's later transactions need no check: no other process
-can commit while the lock is held. So a read-modify-write in a group reads
-its row from memory, not with a ``SELECT``; a read outside any transaction
-checks first too. Only committed writes are kept (one that is rolled back, or
-whose group fails, is forgotten), and a sweep or a namespace's removal forgets
-them all. Where other processes commit between nearly all of this one's
-transactions (several busy workers), a check costs more than the ``SELECT`` it
-saves: after ``KNOWN_STALE`` checks in a row that found another's commit, the
-process stops checking and keeping, and tries again once in ``KNOWN_PROBE``.
+can commit while the lock is held. So a read-modify-write in a group reads its
+row from memory, not with a ``SELECT``. A read outside any transaction checks
+first if it has the row kept (else it reads and keeps it). Only committed writes
+are kept (one that is rolled back, or whose group fails, is forgotten), and a
+sweep or a namespace's removal forgets them all. Where other processes commit
+between nearly all of this one's transactions (several busy workers), a check
+costs more than the ``SELECT`` it saves: after ``KNOWN_STALE`` checks in a row
+that found another's commit, the process stops checking and keeping, and tries
+again once in ``KNOWN_PROBE``.
 Every ``CHECKPOINT_EVERY`` transactions, threads of gevent's pool copy the log
 into the database and see that the next commit writes the log from its start
 (:meth:`Database._checkpoint`): it stays a few MB under a steady load.
@@ -532,11 +533,13 @@ class Database:
             # the write connection while no transaction is open on it: its page cache is warm (its own commits
             # leave it valid); the read connection's is emptied by every commit of another connection
             cursor = self._write_cursor
-            keep = cursor is not None and self._check(cursor)
-            if keep:
-                value = self._known.get(row)
+            # a row not kept is read without a check (and kept: it is the database's now, and a commit of
+            # another connection after the last check changes data_version for the next one)
+            if cursor is not None and row in self._known and self._check(cursor):
+                value = self._known.get(row)  # gone if the check found another's commit
                 if value is not None:
                     return value
+            keep = self._stale < KNOWN_STALE
         else:
             keep = False
         try:
@@ -552,7 +555,7 @@ class Database:
         if not isinstance(value, str):  # a BLOB (a planted pickle?): no session, never unpickled
             log.warning("ignoring a session record that is not text")
             return None
-        if keep:  # committed, and read since a check that found the rows kept valid
+        if keep:  # committed, read since the last check (which a commit of another connection since then fails)
             self._keep(row, value)
         return value
 
