@@ -272,3 +272,43 @@ def test_a_writer_killed_while_idle_is_replaced(redis_client: redis.Redis[bytes]
     with gevent.Timeout(5):  # with nobody to write it, the command would wait for ever
         assert commands.execute("GET", "k") == b"v"
     assert commands._line is line and not line.broken, "the same connection, with a new writer"
+
+
+# the commands of the session path, as the store and the lock send them (str, bytes and int arguments)
+OUR_COMMANDS = [
+    ("GET", "wsgisession:abc:session"),
+    ("SET", "wsgisession:abc:session", '{"user":"é"}'.encode(), "EX", 3600),
+    ("SET", "lock:abc", "host.1.ff", "NX", "PX", "5000"),
+    ("EVALSHA", "0" * 40, 2, "lock:abc", "wsgisession:abc:session", "host.1.ff", "5000", "text é", ""),
+    ("DEL", "wsgisession:abc:session"),
+]
+
+
+def test_commands_are_packed_as_redis_py_packs_them() -> None:
+    """hiredis's C packer (redis-py 8.2 runs each argument through its Python encoder first)."""
+    connection = redis.Connection()
+    line = redis_commands._Line(gevent.get_hub(), connection)  # noqa: SLF001
+    assert line.hiredis
+    for command in OUR_COMMANDS:
+        assert redis_commands._pack(connection, [command], True) == [b"".join(connection.pack_command(*command))]  # noqa: SLF001
+    assert redis_commands._pack(connection, OUR_COMMANDS, True) == [  # noqa: SLF001
+        b"".join(connection.pack_commands(OUR_COMMANDS))
+    ]
+
+
+def test_another_encoding_is_packed_by_redis_py() -> None:
+    connection = redis.Connection(encoding="latin-1")
+    line = redis_commands._Line(gevent.get_hub(), connection)  # noqa: SLF001
+    assert not line.hiredis
+    assert redis_commands._pack(connection, [("SET", "k", "é")], line.hiredis) == connection.pack_command(  # noqa: SLF001
+        "SET", "k", "é"
+    )
+    assert b"\xe9" in b"".join(connection.pack_command("SET", "k", "é"))
+    errors = redis.Connection(encoding_errors="replace")
+    assert not redis_commands._Line(gevent.get_hub(), errors).hiredis  # noqa: SLF001
+
+
+def test_an_argument_hiredis_cannot_pack_is_left_to_redis_py() -> None:
+    connection = redis.Connection()
+    with pytest.raises(redis.DataError):  # what redis-py makes of it
+        redis_commands._pack(connection, [("SET", "k", object())], True)  # noqa: SLF001
