@@ -11,6 +11,8 @@ import json
 import os
 import pickle
 import sqlite3
+import subprocess
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -23,6 +25,7 @@ import redis
 
 from tests.helpers import SECRET
 from tests.holders import Holder, ticker_stall
+from tests.servers import child_env
 from wsgisession.backends import file as file_backend
 from wsgisession.backends import memory
 from wsgisession.backends import sqlite as sqlite_backend
@@ -975,6 +978,50 @@ def test_sqlite_backend_two_processes_incrementing_one_session_lose_nothing_with
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.read(sid) == str(2040) and stored_rows(tmp_path / "wsgisession.sqlite3")[sid] == "2040"
     assert kept > 1000, f"rows were kept in only {kept} of 2000 transactions"
+
+
+def test_sqlite_backend_a_forked_child_keeps_its_commits_when_other_processes_open_and_close_the_database(
+    tmp_path: Path,
+) -> None:
+    """A preloaded app's store, opened before the fork: the parent closes it while the child writes, and a
+    process of its own opens the database, writes and exits. SQLite's record of the locks the parent's
+    connection held crossed the fork without the locks; that process then found no other user, checkpointed
+    and deleted the write-ahead log under the child: its later commits were lost (56,193 stored of 56,350),
+    once with a page never used. The parent's idle connections are now closed before a fork."""
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    sid = new_session_id()
+    store.write(sid, "0")
+    report = tmp_path / "child.json"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            end, done = time.monotonic() + 2.0, 0
+            while time.monotonic() < end:
+                with store.transaction(sid) as txn:
+                    txn.write(str(int(txn.text or "0") + 1))
+                done += 1
+            report.write_text(json.dumps(done))
+            code = 0
+        finally:
+            os._exit(code)
+    time.sleep(0.2)
+    store.backend.database.close()  # type: ignore[attr-defined]
+    other = f"""
+import sys, time
+from wsgisession.store import Store
+from wsgisession.ids import new_session_id
+store, sid, end = Store(type="sqlite", data_dir={str(tmp_path)!r}), new_session_id(), time.monotonic() + 0.3
+while time.monotonic() < end:
+    store.write(sid, "theirs")
+"""
+    subprocess.run([sys.executable, "-c", other], check=True, timeout=60, env=child_env())
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    done = json.loads(report.read_text())
+    with closing(sqlite_connection(tmp_path / "wsgisession.sqlite3")) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert stored_rows(tmp_path / "wsgisession.sqlite3")[sid] == str(done), f"the child made {done} commits"
 
 
 def test_sqlite_backend_serves_plain_beaker_sessions(tmp_path: Path) -> None:

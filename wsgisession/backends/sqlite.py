@@ -155,6 +155,25 @@ _open: weakref.WeakSet[Database] = weakref.WeakSet()
 _inherited: list[sqlite3.Connection] = []
 
 
+def _before_fork() -> None:
+    """Close the connections of every database that is idle: none of SQLite's state for the file crosses the fork.
+
+    SQLite keeps, per process, which locks a file's connections hold. A child
+    inherits that record but not the locks (POSIX locks are the process's), so its
+    new connections believed they held the database's shared lock and took none:
+    once the parent closed its connection, another process that then opened and
+    closed the database found no other user, and checkpointed and deleted the
+    write-ahead log under the child (its later commits lost, the database
+    corrupted). With every connection closed, the child starts afresh and takes
+    its own locks; the parent opens new connections at its next use. A database
+    in use (a transaction, a group, a checkpoint) is left open: the child forgets
+    its connections (:func:`_after_fork`).
+    """
+    for database in list(_open):
+        if database._owner is None and database._group is None and not database._checkpointing:
+            database.close()
+
+
 def _after_fork() -> None:
     for database in list(_open):
         _inherited.extend(c for c in (database._reader, database._writer, database._checkpointer) if c is not None)
@@ -169,7 +188,7 @@ def _after_fork() -> None:
         database._forget_known()  # the child's connection is new: its data_version starts afresh
 
 
-os.register_at_fork(after_in_child=_after_fork)
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
 
 
 def database_path(*, data_dir: str | None = None, url: str | None = None) -> str:
