@@ -51,6 +51,7 @@ between nearly all of this one's transactions (several busy workers), a check
 costs more than the ``SELECT`` it saves: after ``KNOWN_STALE`` checks in a row
 that found another's commit, the process stops checking and keeping, and tries
 again once in ``KNOWN_PROBE``.
+
 Every ``CHECKPOINT_EVERY`` transactions, threads of gevent's pool copy the log
 into the database and see that the next commit writes the log from its start
 (:meth:`Database._checkpoint`): it stays a few MB under a steady load.
@@ -177,6 +178,7 @@ def _before_fork() -> None:
 def _after_fork() -> None:
     for database in list(_open):
         _inherited.extend(c for c in (database._reader, database._writer, database._checkpointer) if c is not None)
+        database._connections.clear()  # nor closed when the database is collected
         database._reader = database._writer = database._checkpointer = None
         database._checkpointing = False
         database._read_cursor = database._write_cursor = None
@@ -189,6 +191,16 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
+
+
+def _close_connections(connections: list[sqlite3.Connection]) -> None:
+    """Close the connections of a database that was collected (they would wait for the garbage collector)."""
+    for connection in connections:
+        try:
+            connection.close()
+        except sqlite3.Error as exc:
+            log.debug("could not close a connection of a collected SQLite store: %s", exc)
+    connections.clear()
 
 
 def database_path(*, data_dir: str | None = None, url: str | None = None) -> str:
@@ -341,6 +353,14 @@ class Database:
         self.restarts = 0
         #: Unix time from which the next write sweeps expired rows (processes spread theirs)
         self.purge_at = time.time() + random.uniform(0, PURGE_INTERVAL)
+        # Every connection open now, closed as soon as this database is collected. A sqlite3 connection
+        # is in a reference cycle of its own (its statement cache holds it): dropped, it stayed open until
+        # the garbage collector's next pass, in a parent forking its workers meanwhile too, so a worker
+        # forked before that pass inherited SQLite's record of its locks (_before_fork). Then, once the
+        # pass closed it, the next worker to open the database found nobody holding its shared memory and
+        # truncated it under the first: SIGBUS (benchmarks/sqlite_processes.py, one run in nine).
+        self._connections: list[sqlite3.Connection] = []
+        weakref.finalize(self, _close_connections, self._connections)
         self.open()
         _open.add(self)
 
@@ -363,6 +383,7 @@ class Database:
         except BaseException:
             connection.close()
             raise
+        self._connections.append(connection)
         return connection
 
     def reader(self) -> sqlite3.Connection:
@@ -452,6 +473,7 @@ class Database:
         for connection in (self._reader, self._writer, None if self._checkpointing else self._checkpointer):
             if connection is not None:
                 connection.close()
+                self._connections.remove(connection)
         self._reader = self._writer = None
         if not self._checkpointing:
             self._checkpointer = None
