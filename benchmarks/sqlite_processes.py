@@ -69,7 +69,11 @@ def worker(directory: str, group_max: int, greenlets: int, seconds: float, work:
     gevent.joinall([gevent.spawn(loop) for _ in range(greenlets)], raise_error=True)
     latencies.sort()
     database = store.backend.database  # type: ignore[attr-defined]
+    # as large as the log ever grew (never truncated), read while the store is open: the last process to
+    # close its connections checkpoints the log and removes it
+    wal = Path(directory) / (sqlite_backend.FILE_NAME + "-wal")
     return {
+        "log_mb": wal.stat().st_size / 1e6 if wal.exists() else 0.0,
         "checkpoints": database.checkpoints, "restarts": database.restarts,
         "transactions": len(latencies),
         "p50_ms": latencies[len(latencies) // 2] * 1e3,
@@ -102,10 +106,9 @@ def round_of(setting: str, args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"a {setting} process failed (exit status {status})")
         reports.append(json.loads(report_file.read_text()))
     total = sum(r["transactions"] for r in reports)
-    wal = Path(directory) / (sqlite_backend.FILE_NAME + "-wal")  # as large as the log ever grew (never truncated)
     return {
         "setting": setting,
-        "log_mb": wal.stat().st_size / 1e6 if wal.exists() else 0.0,
+        "log_mb": max(r["log_mb"] for r in reports),
         "checkpoints": sum(r["checkpoints"] for r in reports), "restarts": sum(r["restarts"] for r in reports),
         "per_second": total / args.seconds,
         "slowest_share": min(r["transactions"] for r in reports) / total * args.processes,
