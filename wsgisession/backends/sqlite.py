@@ -527,15 +527,12 @@ class Database:
         if self._forget_all:  # a sweep or a namespace's removal: rows it deleted may be kept
             self._forget_all = False
             self._known.clear()
-        elif staged:
-            known = self._known
-            for row, value in staged.items():  # Speed: _keep() inline
-                if value is None or len(value) > KNOWN_VALUE_MAX:
-                    known.pop(row, None)
-                    continue
-                if row not in known and len(known) >= KNOWN_MAX:
-                    del known[next(iter(known))]
-                known[row] = value
+        else:
+            for row, value in staged.items():
+                if value is None:  # removed, or changed in a way not known
+                    self._known.pop(row, None)
+                else:
+                    self._keep(row, value)
         staged.clear()
 
     def _rolled_back(self) -> None:
