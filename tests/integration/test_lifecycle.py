@@ -177,6 +177,23 @@ def test_rule11_many_workers_logout_rotation_and_rooms(ini_dir: Path, tabs: list
                 assert tab.ended == [{"reason": "logout"}]
 
 
+@pytest.mark.slow
+def test_rule2_workers_on_the_sqlite_store_read_each_others_writes(ini_dir: Path, tabs: list[SocketTab]) -> None:
+    """Each worker keeps the rows it read or committed while no other connection commits: a write by the
+    other worker, over HTTP or a socket, is what every event reads next, round after round."""
+    with gunicorn(write_ini(ini_dir, use=LAB), workers=2) as server:  # the default store, SQLite
+        http = lab_login(server)
+        spread = spread_tabs(server, http, tabs, 2)
+        pids = {tab.client.call("whoami_pid"): tab for tab in spread}
+        first, second = list(pids.values())[:2]
+        for n in range(5):
+            http.get(server.url + "/set", params={"v": f"http {n}"}, timeout=10)
+            assert {tab.client.call("get")["v"] for tab in spread} == {f"http {n}"}
+            for writer, reader in ((first, second), (second, first)):
+                writer.client.call("set", {"v": f"socket {n}"})
+                assert reader.client.call("get")["v"] == f"socket {n}", "the other worker's write"
+
+
 @pytest.mark.redis
 @pytest.mark.slow
 def test_rule11_two_hosts_share_sessions_and_endings(ini_dir: Path, tabs: list[SocketTab]) -> None:
