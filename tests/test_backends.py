@@ -10,9 +10,11 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -1043,6 +1045,56 @@ while time.monotonic() < end:
     with closing(sqlite_connection(tmp_path / "wsgisession.sqlite3")) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert stored_rows(tmp_path / "wsgisession.sqlite3")[sid] == str(done), f"the child made {done} commits"
+
+
+def test_sqlite_backend_a_second_store_on_the_same_file_keeps_the_first_ones_commits(tmp_path: Path) -> None:
+    """Two stores of one process on one database (two apps, or Beaker's middleware beside ours). Opening the
+    second opened and closed the file itself, which dropped the process's POSIX lock on it that the first
+    one's connections held: a process that then opened and closed the database found no other user and
+    deleted the write-ahead log, and the first store's later commits went to a deleted file (50 of 50 lost)."""
+    first = Store(type="sqlite", data_dir=str(tmp_path))
+    sid = new_session_id()
+    first.write(sid, "0")
+    second = Store(type="sqlite", data_dir=str(tmp_path))
+    second.write(new_session_id(), "the second store's")
+    other = f"""
+from wsgisession.store import Store
+from wsgisession.ids import new_session_id
+Store(type="sqlite", data_dir={str(tmp_path)!r}).write(new_session_id(), "theirs")
+"""
+    subprocess.run([sys.executable, "-c", other], check=True, timeout=60, env=child_env())
+    assert (tmp_path / "wsgisession.sqlite3-wal").exists(), "the log is in use: not deleted"
+    for n in range(1, 51):
+        first.write(sid, str(n))
+    assert stored_rows(tmp_path / "wsgisession.sqlite3")[sid] == "50"  # read by a connection of its own
+
+
+def test_sqlite_backend_an_existing_database_it_may_not_open_is_a_configuration_error(tmp_path: Path) -> None:
+    """Checked without opening it (see the test above); as root, in a child that runs as another user."""
+    directory = Path(tempfile.mkdtemp(dir="/tmp"))  # every user may reach it
+    try:
+        directory.chmod(0o777)
+        Store(type="sqlite", data_dir=str(directory))  # 0600: this user's own
+        report = directory / "report.txt"
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                if os.getuid() == 0:
+                    os.setuid(65534)  # nobody
+                try:
+                    Store(type="sqlite", data_dir=str(directory))
+                except ConfigurationError as exc:
+                    report.write_text(f"{exc.key}: {exc}")
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the second store opened"
+        text = report.read_text()
+        assert text.startswith("data_dir: ") and "cannot open" in text and "Permission denied" in text, text
+    finally:
+        shutil.rmtree(directory)
 
 
 def test_sqlite_backend_serves_plain_beaker_sessions(tmp_path: Path) -> None:

@@ -70,6 +70,7 @@ disk fails the save, which is rolled back, so the stored session stays as it was
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -420,7 +421,7 @@ class Database:
         """Open (or create) the database and check it can serve: ConfigurationError if not."""
         try:
             os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            self._create()
         except OSError as exc:
             raise ConfigurationError(
                 f"the SQLite session store cannot open {self.path}: {exc.strerror}", key=self._key, value=self.path
@@ -443,6 +444,26 @@ class Database:
         except BaseException:
             self.close()
             raise
+
+    def _create(self) -> None:
+        """Create the database file, private (0600), if there is none; never open one that exists.
+
+        Closing any descriptor of a file drops every POSIX lock this process holds
+        on it, and SQLite's connections to it in this process (another store's on
+        the same file) keep a shared lock on the database for as long as they are
+        open: it tells another process closing its last connection that the
+        write-ahead log is still in use. Opened and closed here, an existing file
+        lost that lock; the next process to close found no other user and deleted
+        the log under this one's connections: their later commits were lost.
+        SQLite itself keeps such descriptors open while its locks stand.
+        """
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            if os.path.isdir(self.path):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self.path) from None
+            if not os.access(self.path, os.R_OK | os.W_OK):  # an error of its own, as opening it would give
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.path) from None
 
     def _prepare(self, writer: sqlite3.Connection) -> None:
         writer.execute("BEGIN IMMEDIATE")  # also proves the file writable
