@@ -289,17 +289,23 @@ class Sentinel:
 
     SERVICE = "mymaster"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, password: str | None = None, sentinel_password: str | None = None) -> None:
+        """``password``: the primary's and the replica's (``requirepass``); ``sentinel_password``: the sentinel's own."""
         self.directory = directory
-        fast_sync = ("repl-diskless-sync-delay 0",)  # the default waits 5 s for more replicas before a sync
-        self.primary = Redis(directory / "primary", config=fast_sync)
-        self.replica = Redis(directory / "replica", config=(f"replicaof 127.0.0.1 {self.primary.port}", *fast_sync))
+        self.password = password
+        self.sentinel_password = sentinel_password
+        config: tuple[str, ...] = ("repl-diskless-sync-delay 0",)  # the default waits 5 s for more replicas
+        if password:
+            config += (f"requirepass {password}", f"masterauth {password}")
+        self.primary = Redis(directory / "primary", config=config)
+        self.replica = Redis(directory / "replica", config=(f"replicaof 127.0.0.1 {self.primary.port}", *config))
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis+sentinel://127.0.0.1:{self.port}/0/{self.SERVICE}"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+sentinel://{auth}127.0.0.1:{self.port}/0/{self.SERVICE}"
 
     def start(self) -> None:
         binary = redis_binary("redis-sentinel")  # before the servers it watches: none left running without it
@@ -321,6 +327,8 @@ class Sentinel:
             f"sentinel down-after-milliseconds {self.SERVICE} 1000",
             f"sentinel failover-timeout {self.SERVICE} 10000",
             f"sentinel parallel-syncs {self.SERVICE} 1",
+            *([f"sentinel auth-pass {self.SERVICE} {self.password}"] if self.password else []),
+            *([f"requirepass {self.sentinel_password}"] if self.sentinel_password else []),
         ]) + "\n")
         self.process = subprocess.Popen([binary, str(conf)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -331,13 +339,13 @@ class Sentinel:
     def replica_in_sync(self) -> bool:
         import redis
 
-        with redis.Redis(port=self.replica.port, socket_timeout=2) as client:
+        with redis.Redis(port=self.replica.port, socket_timeout=2, password=self.password) as client:
             return bool(client.info("replication").get("master_link_status") == "up")
 
     def ask(self, *command: str) -> Any:
         import redis
 
-        with redis.Redis(port=self.port, socket_timeout=2) as client:
+        with redis.Redis(port=self.port, socket_timeout=2, password=self.sentinel_password) as client:
             return client.execute_command(*command)
 
     def replicas_seen(self) -> int:

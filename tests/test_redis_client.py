@@ -7,7 +7,9 @@ from typing import Any, Iterator
 import gevent
 import pytest
 
+from tests.helpers import SECRET
 from tests.servers import Redis, make_certificates
+from wsgisession import make_app
 from wsgisession.errors import ConfigurationError, StoreUnavailable
 from wsgisession.ids import new_session_id
 from wsgisession.redis_client import LazyCluster, RedisSettings, client_for, make_client, session_key
@@ -44,6 +46,30 @@ def test_the_password_never_appears_in_a_refusal() -> None:
         make_client("redis+sentinel://app:hunter2hunter2@127.0.0.1/0/x", RedisSettings())
     assert "hunter2" not in str(caught.value) and "app:***@" in str(caught.value)
     assert "hunter2" not in str(caught.value.value)
+
+
+def test_the_sentinels_password_never_appears_in_the_settings_repr() -> None:
+    settings = RedisSettings(sentinel_username="watcher", sentinel_password="hunter2hunter2")
+    assert "hunter2" not in repr(settings) and "watcher" in repr(settings)
+    assert settings.sentinel_auth() == {"username": "watcher", "password": "hunter2hunter2"}
+    assert RedisSettings().sentinel_auth() == {}
+
+
+@pytest.mark.parametrize("settings", [
+    {"type": "ext:redis", "url": "redis://127.0.0.1:6379/0"},
+    {"type": "ext:redis", "url": "redis://127.0.0.1:6379/0", "socketio_options": {"message_queue": "redis://127.0.0.1/0"}},
+    {"type": "sqlite", "socketio_options": {"message_queue": "amqp://127.0.0.1//"}},
+])
+def test_sentinel_credentials_without_a_sentinel_url_are_refused_naming_the_key(
+    settings: dict[str, Any], tmp_path: Path,
+) -> None:
+    if settings["type"] == "sqlite":
+        settings = {**settings, "data_dir": str(tmp_path)}
+    for given, key in (({"redis_sentinel_password": "pw"}, "wsgisession.redis_sentinel_password"),
+                       ({"redis_sentinel_username": "watcher"}, "wsgisession.redis_sentinel_username")):
+        with pytest.raises(ConfigurationError, match="needs a redis\\+sentinel:// URL") as caught:
+            make_app(lambda environ, start_response: [], secret=SECRET, **settings, **given)
+        assert caught.value.key == key and "pw" not in str(caught.value)
 
 
 @pytest.mark.parametrize("url, settings, message", [

@@ -28,6 +28,7 @@ import os
 import time
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar, overload
+from urllib.parse import urlsplit
 
 import socketio
 from engineio import json as engineio_json
@@ -38,7 +39,7 @@ from .config import from_settings
 from .cookie_exchange import CookieExchange
 from .cookies import Expires, SameSite, SessionCookie
 from .errors import ConfigurationError
-from .fanout import carry_lifecycle, manager_for
+from .fanout import SENTINEL_SCHEMES, carry_lifecycle, manager_for
 from .manager import SessionManager
 from .middleware import SessionMiddleware
 from .origins import CorsHeaders, OriginPolicy
@@ -224,6 +225,19 @@ def install_handlers(app: WsgiSessionApp, handlers: Sequence[str | Any]) -> None
             raise ConfigurationError(f"{item!r} is neither a SessionNamespace nor a callable", key="handlers")
 
 
+def _sentinel_auth(
+    username: str | None, password: str | None, *, store_url: str | None, queue_url: str | None,
+) -> dict[str, str]:
+    """The sentinels' own credentials, for the store's and the queue's clients; refused where no URL has sentinels."""
+    auth = {name: value for name, value in (("username", username), ("password", password)) if value}
+    if auth and not any(url and urlsplit(url).scheme.lower() in SENTINEL_SCHEMES for url in (store_url, queue_url)):
+        key = f"wsgisession.redis_sentinel_{'password' if 'password' in auth else 'username'}"
+        raise ConfigurationError(
+            f"{key} is for sentinels that ask for a password of their own: it needs a redis+sentinel:// URL "
+            "(beaker.session.url of a Redis store, or socketio.message_queue)", key=key)
+    return auth
+
+
 def make_app(
     app: WSGIApplication | None = None,
     *,
@@ -256,6 +270,8 @@ def make_app(
     redis_ssl_ca_certs: str | None = None,
     redis_ssl_certfile: str | None = None,
     redis_ssl_keyfile: str | None = None,
+    redis_sentinel_username: str | None = None,
+    redis_sentinel_password: str | None = None,
     allow_anonymous: bool = False,
     allowed_origins: Sequence[str] | None = None,
     allow_missing_origin: bool = False,
@@ -278,7 +294,8 @@ def make_app(
     ``server``: a python-socketio server built elsewhere (Flask-SocketIO's), whose
     handlers then all run through the session layer (:meth:`SessionSockets.adopt`);
     ``socketio_options`` must then be empty. The ``redis_*`` options are the
-    Redis store's (:class:`wsgisession.redis_client.RedisSettings`).
+    Redis store's (:class:`wsgisession.redis_client.RedisSettings`); the
+    ``redis_sentinel_*`` ones are also the queue's, on a ``redis+sentinel://`` URL.
     """
     cookie = SessionCookie(
         secret=secret,  # type: ignore[arg-type]  # checked inside: None is refused
@@ -301,7 +318,8 @@ def make_app(
             prefix=redis_prefix, socket_timeout=redis_socket_timeout, connect_timeout=redis_connect_timeout,
             read_retries=redis_read_retries, retry_backoff=redis_retry_backoff, cluster=redis_cluster,
             ssl_cert_reqs=redis_ssl_cert_reqs, ssl_ca_certs=redis_ssl_ca_certs, ssl_certfile=redis_ssl_certfile,
-            ssl_keyfile=redis_ssl_keyfile,
+            ssl_keyfile=redis_ssl_keyfile, sentinel_username=redis_sentinel_username,
+            sentinel_password=redis_sentinel_password,
         )
     store = Store(type=type, data_dir=data_dir, url=url, lock_timeout=lock_timeout, lock_ttl=lock_ttl,
                   locking=locking, redis=redis)
@@ -318,11 +336,13 @@ def make_app(
     options = dict(socketio_options or {})
     queue = options.pop("message_queue", None)
     channel = options.pop("channel", "socketio")
+    sentinel_auth = _sentinel_auth(redis_sentinel_username, redis_sentinel_password,
+                                   store_url=url if redis is not None else None, queue_url=queue)
     if queue:
         if "client_manager" in options:
             raise ConfigurationError("give socketio.message_queue or a client_manager, not both",
                                      key="socketio.message_queue")
-        options["client_manager"] = manager_for(queue, channel=channel)
+        options["client_manager"] = manager_for(queue, channel=channel, sentinel_auth=sentinel_auth)
     elif "client_manager" in options:
         carry_lifecycle(options["client_manager"])  # a manager passed from Python carries endings too
     if max_message_size is not None:

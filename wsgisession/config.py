@@ -113,6 +113,8 @@ OURS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "redis_ssl_ca_certs": ("redis_ssl_ca_certs", str),
     "redis_ssl_certfile": ("redis_ssl_certfile", str),
     "redis_ssl_keyfile": ("redis_ssl_keyfile", str),
+    "redis_sentinel_username": ("redis_sentinel_username", str),
+    "redis_sentinel_password": ("redis_sentinel_password", str),
 }
 
 #: socketio.<key> -> parser (passed to socketio.Server as keyword arguments)

@@ -61,18 +61,27 @@ def lifecycle_class(base: type) -> type:
 LifecycleRedisManager: type[socketio.RedisManager] = lifecycle_class(socketio.RedisManager)
 
 _REDIS = {"redis", "rediss", "unix", "redis+sentinel", "valkey", "valkeys", "valkey+sentinel"}
+#: the schemes of a Redis (or Valkey) reached through its sentinels
+SENTINEL_SCHEMES = frozenset({"redis+sentinel", "valkey+sentinel"})
 
 
-def manager_for(url: str, *, channel: str = "socketio", check: bool = True) -> socketio.PubSubManager:
+def manager_for(
+    url: str, *, channel: str = "socketio", check: bool = True, sentinel_auth: dict[str, Any] | None = None,
+) -> socketio.PubSubManager:
     """The pub/sub manager for a queue URL, as Flask-SocketIO picks it, carrying lifecycle messages.
 
     ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``: Redis; ``kafka://``:
     Kafka; ``zmq+tcp://``: ZeroMQ; any scheme Kombu knows (``amqp://``, ``amqps://`` ...):
     Kombu. An unknown scheme, a missing client library or (with ``check``) a queue
     that does not answer is a :class:`ConfigurationError` naming ``socketio.message_queue``.
+    ``sentinel_auth``: the sentinels' own credentials (redis-py's ``username`` and
+    ``password``) for a ``redis+sentinel://`` URL; the URL's are the primary's.
     """
     scheme = urlsplit(url).scheme.lower()
     base: type[socketio.PubSubManager]
+    options: dict[str, Any] = {}
+    if sentinel_auth and scheme in SENTINEL_SCHEMES:
+        options["redis_options"] = {"sentinel_kwargs": dict(sentinel_auth)}
     if scheme in _REDIS:
         base = socketio.RedisManager
     elif scheme == "kafka":
@@ -94,7 +103,7 @@ def manager_for(url: str, *, channel: str = "socketio", check: bool = True) -> s
                 key=KEY, value=_safe(url)) from None
         base = socketio.KombuManager
     try:
-        manager: socketio.PubSubManager = lifecycle_class(base)(url, channel=channel)
+        manager: socketio.PubSubManager = lifecycle_class(base)(url, channel=channel, **options)
     except (RuntimeError, ValueError) as exc:  # python-socketio: a missing client library, a bad URL
         raise ConfigurationError(f"{KEY} = {_safe(url)}: {exc}", key=KEY, value=_safe(url)) from exc
     if check:
@@ -111,8 +120,20 @@ def reach(manager: socketio.PubSubManager, url: str) -> None:
         elif isinstance(manager, socketio.KombuManager):
             manager.publisher_connection.ensure_connection(max_retries=1, timeout=5)
     except Exception as exc:  # whatever the client library raises: say which key and why
-        raise ConfigurationError(f"{KEY} = {_safe(url)}: the message queue cannot be reached ({exc})",
+        why = None
+        if isinstance(manager, socketio.RedisManager):
+            from .redis_client import sentinel_refusal  # redis is installed: python-socketio's manager uses it
+
+            why = sentinel_refusal(exc, password_given=bool(sentinel_password_of(manager)))
+        raise ConfigurationError(f"{KEY} = {_safe(url)}: the message queue cannot be reached ({why or exc})",
                                  key=KEY, value=_safe(url)) from exc
+
+
+def sentinel_password_of(manager: socketio.RedisManager) -> str | None:
+    """The sentinels' password a Redis manager was given (:func:`manager_for`'s ``sentinel_auth``), if any."""
+    options: dict[str, Any] = getattr(manager, "redis_options", None) or {}
+    password: str | None = (options.get("sentinel_kwargs") or {}).get("password")
+    return password
 
 
 def carry_lifecycle(manager: Any) -> None:

@@ -9,8 +9,10 @@ Every form a managed Redis comes in::
     redis://host:port with cluster=True            Redis Cluster (any node; the others are found)
 
 The Sentinel form is python-socketio's (5.13+), so one ``REDIS_URL`` serves the
-store and ``socketio.message_queue``; the password is the primary's, the
-sentinels are asked without one. A Cluster's keys are routed by
+store and ``socketio.message_queue``; the URL's password is the primary's. Sentinels
+that ask for one of their own (``requirepass`` in sentinel.conf, as Bitnami's chart
+sets by default) get ``sentinel_password`` (and ``sentinel_username``), the store's
+and the queue's alike. A Cluster's keys are routed by
 :mod:`wsgisession.redis_commands`: a session keeps all of its keys in one slot
 (one hash tag, :func:`session_key`).
 
@@ -26,7 +28,7 @@ client is made on first use for the same reason, :class:`LazyCluster`).
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 from urllib.parse import unquote, urlsplit
 
@@ -67,6 +69,9 @@ class RedisSettings:
     #: TLS: a client certificate and its key (PEM), for servers that ask for one
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    #: Sentinel: the sentinels' own user and password (a ``redis+sentinel://`` URL's are the primary's)
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         prefix = self.prefix
@@ -97,6 +102,11 @@ class RedisSettings:
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
         return options
+
+    def sentinel_auth(self) -> dict[str, Any]:
+        """The sentinels' credentials given, as redis-py's keyword arguments (for ``sentinel_kwargs``)."""
+        auth = {"username": self.sentinel_username, "password": self.sentinel_password}
+        return {name: value for name, value in auth.items() if value}
 
 
 def session_key(prefix: str, session_id: str, name: str) -> str:
@@ -149,7 +159,7 @@ def make_client(url: str, settings: RedisSettings) -> Client:
     timeouts: dict[str, Any] = {"socket_timeout": settings.socket_timeout,
                                 "socket_connect_timeout": settings.connect_timeout}
     if scheme == "redis+sentinel":
-        return _sentinel_client(url, timeouts)
+        return _sentinel_client(url, timeouts, settings.sentinel_auth())
     try:
         port = urlsplit(url).port
     except ValueError as exc:
@@ -170,8 +180,26 @@ def make_client(url: str, settings: RedisSettings) -> Client:
     return client
 
 
-def _sentinel_client(url: str, timeouts: dict[str, Any]) -> redis.Redis[bytes]:
-    """The primary of a ``redis+sentinel://`` URL, found (and found again after a failover) by asking the sentinels."""
+def sentinel_refusal(exc: BaseException, *, password_given: bool) -> str | None:
+    """Why the sentinels refused to name the primary, if they refused our credentials; else ``None``.
+
+    redis-py says "No master found" with every sentinel's error in it: the sentinels
+    are reachable, and ask for a password (``requirepass`` in sentinel.conf).
+    """
+    if not isinstance(exc, redis.sentinel.MasterNotFoundError) or "AuthenticationError" not in str(exc):
+        return None
+    if password_given:
+        return ("the sentinels refused wsgisession.redis_sentinel_password (and wsgisession.redis_sentinel_username, "
+                "if given): give their requirepass, not the primary's")
+    return ("the sentinels ask for a password of their own (requirepass in sentinel.conf): "
+            "give it as wsgisession.redis_sentinel_password (the URL's password is the primary's)")
+
+
+def _sentinel_client(url: str, timeouts: dict[str, Any], sentinels_auth: dict[str, Any]) -> redis.Redis[bytes]:
+    """The primary of a ``redis+sentinel://`` URL, found (and found again after a failover) by asking the sentinels.
+
+    ``sentinels_auth``: the sentinels' own credentials (:meth:`RedisSettings.sentinel_auth`), if they ask for any.
+    """
     parts = urlsplit(url)
     sentinels: list[tuple[str, int]] = []
     for host_port in parts.netloc.rpartition("@")[2].split(","):
@@ -187,6 +215,7 @@ def _sentinel_client(url: str, timeouts: dict[str, Any]) -> redis.Redis[bytes]:
         auth["username"] = unquote(parts.username)
     if parts.password:
         auth["password"] = unquote(parts.password)
-    sentinel = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=dict(timeouts), db=int(path[0]), **timeouts, **auth)
+    sentinel = redis.sentinel.Sentinel(sentinels, sentinel_kwargs={**timeouts, **sentinels_auth}, db=int(path[0]),
+                                       **timeouts, **auth)
     client: redis.Redis[bytes] = sentinel.master_for(path[1])
     return client

@@ -2,8 +2,9 @@
 
 For each store URL (``rediss://`` on a certificate made with openssl, ``unix://``,
 an ACL user limited to the prefix's keys and the commands docs/configuration.rst
-lists, ``redis+sentinel://`` with a primary, a replica and redis-sentinel, and a
-Redis Cluster of three primaries) the message queue runs on the same Redis, and
+lists, ``redis+sentinel://`` with a primary, a replica and redis-sentinel, each
+asking for a password (the sentinel for one of its own), and a Redis Cluster of
+three primaries) the message queue runs on the same Redis, and
 two gunicorn workers serve tests/lost_updates_app.py. One test per form walks the
 session rules across the two workers: refusals, fresh reads both ways, lost
 updates (rules 4 and 5), emit_to_session, rotation and logout reaching the other
@@ -33,6 +34,10 @@ from tests.helpers import (
     spread_sockets, wait_until,
 )
 from tests.servers import Cluster, Redis, Sentinel, gunicorn, make_certificates, serve, write_ini
+from examples.counter import counter_app
+from werkzeug.test import Client
+from wsgisession import make_app
+from wsgisession.errors import ConfigurationError
 from wsgisession.ids import new_session_id
 from wsgisession.manager import EXPIRED_KEPT
 from wsgisession.store import Store
@@ -41,6 +46,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 APP = "call:tests.lost_updates_app:app_factory"
 PASSWORD = "s3cret-of-the-app"
+SENTINEL_PASSWORD = "s3cret-of-the-sentinels"
 
 
 def acl_line(prefix: str, channel: str) -> str:
@@ -95,11 +101,12 @@ def deployment_of(form: str, directory: Path) -> Iterator[Deployment]:
         finally:
             server.stop()
     elif form == "sentinel":
-        sentinel = Sentinel(directory)
+        sentinel = Sentinel(directory, password=PASSWORD, sentinel_password=SENTINEL_PASSWORD)
         sentinel.start()
         try:
-            yield Deployment({"beaker.session.url": sentinel.url, "socketio.message_queue": sentinel.url},
-                             redis.Redis(port=sentinel.primary.port))
+            yield Deployment({"beaker.session.url": sentinel.url, "socketio.message_queue": sentinel.url,
+                              "wsgisession.redis_sentinel_password": SENTINEL_PASSWORD},
+                             redis.Redis(port=sentinel.primary.port, password=PASSWORD))
         finally:
             sentinel.stop()
     elif form == "cluster":
@@ -315,6 +322,38 @@ def test_conf_production_ini_runs_on_a_sentinel_url(tmp_path: Path) -> None:
                 finally:
                     disconnect(clients)
         assert "Traceback" not in server.output()
+    finally:
+        sentinel.stop()
+
+
+def test_sentinels_that_ask_for_a_password_refuse_a_missing_or_wrong_one_clearly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Sentinels with requirepass of their own (Bitnami's chart sets it by default): without the right
+    wsgisession.redis_sentinel_password the queue is refused at start-up and the store answers 503, each
+    saying which setting is missing or wrong; with it, a session is stored."""
+    sentinel = Sentinel(tmp_path / "redis", password=PASSWORD, sentinel_password=SENTINEL_PASSWORD)
+    sentinel.start()
+    try:
+        store = {"secret": SECRET, "type": "ext:redis", "url": sentinel.url}
+        for given, why in (({}, "the sentinels ask for a password of their own"),
+                           ({"redis_sentinel_password": "not-theirs"}, "the sentinels refused")):
+            with pytest.raises(ConfigurationError, match=why) as caught:
+                make_app(counter_app, **store, **given, socketio_options={"message_queue": sentinel.url})
+            assert caught.value.key == "socketio.message_queue" and PASSWORD not in str(caught.value)
+            caplog.clear()
+            app = make_app(counter_app, **store, **given)
+            response = Client(app).post("/login?user=ann")
+            assert response.status_code == 503 and "session store is unavailable" in response.text
+            assert why in caplog.text and "redis_sentinel_password" in caplog.text
+            assert PASSWORD not in caplog.text and SENTINEL_PASSWORD not in caplog.text
+        app = make_app(counter_app, **store, redis_sentinel_password=SENTINEL_PASSWORD,
+                       socketio_options={"message_queue": sentinel.url})
+        client = Client(app)
+        assert client.post("/login?user=ann").status_code == 200
+        assert client.post("/incr").text.strip() == "1"
+        with redis.Redis(port=sentinel.primary.port, password=PASSWORD) as primary:
+            assert len(primary.keys("wsgisession:*:session")) == 1
     finally:
         sentinel.stop()
 
