@@ -289,16 +289,20 @@ class Sentinel:
 
     SERVICE = "mymaster"
 
-    def __init__(self, directory: Path, *, password: str | None = None, sentinel_password: str | None = None) -> None:
-        """``password``: the primary's and the replica's (``requirepass``); ``sentinel_password``: the sentinel's own."""
+    def __init__(self, directory: Path, *, password: str | None = None, sentinel_password: str | None = None,
+                 tls: Certificates | None = None) -> None:
+        """``password``: the primary's and the replica's (``requirepass``); ``sentinel_password``: the sentinel's own;
+        ``tls``: all three serve TLS only (and replicate and watch over TLS)."""
         self.directory = directory
         self.password = password
         self.sentinel_password = sentinel_password
+        self.tls = tls
         config: tuple[str, ...] = ("repl-diskless-sync-delay 0",)  # the default waits 5 s for more replicas
         if password:
             config += (f"requirepass {password}", f"masterauth {password}")
-        self.primary = Redis(directory / "primary", config=config)
-        self.replica = Redis(directory / "replica", config=(f"replicaof 127.0.0.1 {self.primary.port}", *config))
+        self.primary = Redis(directory / "primary", config=config, tls=tls)
+        self.replica = Redis(directory / "replica", config=(f"replicaof 127.0.0.1 {self.primary.port}", *config),
+                             tls=tls)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -321,8 +325,12 @@ class Sentinel:
         # synced first: the primary then lists the replica at the sentinel's first INFO (else its next, 10 s on)
         self.wait_for(self.replica_in_sync, "the replica's first sync")
         conf = self.directory / "sentinel.conf"
+        listen = [f"port {self.port}"]
+        if self.tls:
+            listen = ["port 0", f"tls-port {self.port}", f"tls-cert-file {self.tls.cert}", f"tls-key-file {self.tls.key}",
+                      f"tls-ca-cert-file {self.tls.ca}", "tls-auth-clients no", "tls-replication yes"]
         conf.write_text("\n".join([
-            f"port {self.port}", "bind 127.0.0.1", f"dir {self.directory}",
+            *listen, "bind 127.0.0.1", f"dir {self.directory}",
             f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.primary.port} 1",
             f"sentinel down-after-milliseconds {self.SERVICE} 1000",
             f"sentinel failover-timeout {self.SERVICE} 10000",
@@ -339,14 +347,20 @@ class Sentinel:
     def replica_in_sync(self) -> bool:
         import redis
 
-        with redis.Redis(port=self.replica.port, socket_timeout=2, password=self.password) as client:
+        with redis.Redis("127.0.0.1", self.replica.port, socket_timeout=2, password=self.password,
+                         **self.client_tls()) as client:
             return bool(client.info("replication").get("master_link_status") == "up")
 
     def ask(self, *command: str) -> Any:
         import redis
 
-        with redis.Redis(port=self.port, socket_timeout=2, password=self.sentinel_password) as client:
+        with redis.Redis("127.0.0.1", self.port, socket_timeout=2, password=self.sentinel_password,
+                         **self.client_tls()) as client:
             return client.execute_command(*command)
+
+    def client_tls(self) -> dict[str, Any]:
+        """redis-py's options to reach these servers (TLS checked against the test CA, if they serve TLS)."""
+        return {"ssl": True, "ssl_ca_certs": str(self.tls.ca)} if self.tls else {}
 
     def replicas_seen(self) -> int:
         return len([r for r in self.ask("SENTINEL", "REPLICAS", self.SERVICE) if b"s_down" not in r.get("flags", b"")])

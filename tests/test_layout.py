@@ -14,7 +14,7 @@ PACKAGE = Path(wsgisession.__file__).parent
 
 #: from the ground up: a module may import only modules listed before it
 LAYERS = [
-    "errors", "jsondata", "wirejson", "ids", "config", "origins", "websocket", "fanout", "redis_client", "redis_commands",
+    "errors", "jsondata", "wirejson", "ids", "config", "origins", "websocket", "redis_client", "fanout", "redis_commands",
     "locks", "records", "cookies",
     "backends.base", "backends.memory", "backends.file", "backends.sqlite", "backends.redis", "backends",
     "store", "users", "manager", "session",

@@ -66,7 +66,8 @@ def test_sentinel_credentials_without_a_sentinel_url_are_refused_naming_the_key(
     if settings["type"] == "sqlite":
         settings = {**settings, "data_dir": str(tmp_path)}
     for given, key in (({"redis_sentinel_password": "pw"}, "wsgisession.redis_sentinel_password"),
-                       ({"redis_sentinel_username": "watcher"}, "wsgisession.redis_sentinel_username")):
+                       ({"redis_sentinel_username": "watcher"}, "wsgisession.redis_sentinel_username"),
+                       ({"redis_sentinel_tls": True}, "wsgisession.redis_sentinel_tls")):
         with pytest.raises(ConfigurationError, match="needs a redis\\+sentinel:// URL") as caught:
             make_app(lambda environ, start_response: [], secret=SECRET, **settings, **given)
         assert caught.value.key == key and "pw" not in str(caught.value)
@@ -77,6 +78,8 @@ def test_sentinel_credentials_without_a_sentinel_url_are_refused_naming_the_key(
     ("unix:///run/redis.sock", {"ssl_cert_reqs": "none"}, "need a rediss:// URL"),
     ("unix:///run/redis.sock", {"cluster": True}, "Redis Cluster is reached by redis:// or rediss://"),
     ("redis+sentinel://127.0.0.1:26379/0/m", {"cluster": True}, "Redis Cluster is reached by"),
+    ("redis+sentinel://127.0.0.1:26379/0/m", {"ssl_ca_certs": "/ca.pem"}, "with wsgisession.redis_sentinel_tls = true"),
+    ("redis://127.0.0.1:6379/0", {"ssl_ca_certs": "/ca.pem", "sentinel_tls": True}, "need a rediss:// URL"),
     ("redis://127.0.0.1:7000/3", {"cluster": True}, "database 0 only"),
 ])
 def test_options_that_do_not_fit_the_url_are_refused(url: str, settings: dict[str, Any], message: str) -> None:

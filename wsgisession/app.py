@@ -225,17 +225,17 @@ def install_handlers(app: WsgiSessionApp, handlers: Sequence[str | Any]) -> None
             raise ConfigurationError(f"{item!r} is neither a SessionNamespace nor a callable", key="handlers")
 
 
-def _sentinel_auth(
-    username: str | None, password: str | None, *, store_url: str | None, queue_url: str | None,
-) -> dict[str, str]:
-    """The sentinels' own credentials, for the store's and the queue's clients; refused where no URL has sentinels."""
-    auth = {name: value for name, value in (("username", username), ("password", password)) if value}
-    if auth and not any(url and urlsplit(url).scheme.lower() in SENTINEL_SCHEMES for url in (store_url, queue_url)):
-        key = f"wsgisession.redis_sentinel_{'password' if 'password' in auth else 'username'}"
+def _is_sentinel(url: str | None) -> bool:
+    return bool(url) and urlsplit(str(url)).scheme.lower() in SENTINEL_SCHEMES
+
+
+def _check_sentinel_settings(given: dict[str, Any], *, store_url: str | None, queue_url: str | None) -> None:
+    """The ``redis_sentinel_*`` settings given are for sentinels: refused, naming the key, where no URL has any."""
+    if given and not (_is_sentinel(store_url) or _is_sentinel(queue_url)):
+        key = f"wsgisession.redis_sentinel_{next(iter(given))}"
         raise ConfigurationError(
-            f"{key} is for sentinels that ask for a password of their own: it needs a redis+sentinel:// URL "
+            f"{key} is for a Redis reached through its sentinels: it needs a redis+sentinel:// URL "
             "(beaker.session.url of a Redis store, or socketio.message_queue)", key=key)
-    return auth
 
 
 def make_app(
@@ -272,6 +272,7 @@ def make_app(
     redis_ssl_keyfile: str | None = None,
     redis_sentinel_username: str | None = None,
     redis_sentinel_password: str | None = None,
+    redis_sentinel_tls: bool = False,
     allow_anonymous: bool = False,
     allowed_origins: Sequence[str] | None = None,
     allow_missing_origin: bool = False,
@@ -311,16 +312,20 @@ def make_app(
     if type in ("sqlite", "file") and not data_dir and not (type == "sqlite" and url):
         data_dir = os.path.join(os.getcwd(), "data", "sessions")
     redis = None
+    redis_settings: dict[str, Any] = dict(
+        prefix=redis_prefix, socket_timeout=redis_socket_timeout, connect_timeout=redis_connect_timeout,
+        read_retries=redis_read_retries, retry_backoff=redis_retry_backoff, cluster=redis_cluster,
+        ssl_cert_reqs=redis_ssl_cert_reqs, ssl_ca_certs=redis_ssl_ca_certs, ssl_certfile=redis_ssl_certfile,
+        ssl_keyfile=redis_ssl_keyfile, sentinel_username=redis_sentinel_username,
+        sentinel_password=redis_sentinel_password, sentinel_tls=redis_sentinel_tls,
+    )
+    sentinel_given = {name: value for name, value in (
+        ("password", redis_sentinel_password), ("username", redis_sentinel_username), ("tls", redis_sentinel_tls),
+    ) if value}
     if type in ("ext:redis", "redis"):
         from .redis_client import RedisSettings  # redis is an optional extra
 
-        redis = RedisSettings(
-            prefix=redis_prefix, socket_timeout=redis_socket_timeout, connect_timeout=redis_connect_timeout,
-            read_retries=redis_read_retries, retry_backoff=redis_retry_backoff, cluster=redis_cluster,
-            ssl_cert_reqs=redis_ssl_cert_reqs, ssl_ca_certs=redis_ssl_ca_certs, ssl_certfile=redis_ssl_certfile,
-            ssl_keyfile=redis_ssl_keyfile, sentinel_username=redis_sentinel_username,
-            sentinel_password=redis_sentinel_password,
-        )
+        redis = RedisSettings(**redis_settings)
     store = Store(type=type, data_dir=data_dir, url=url, lock_timeout=lock_timeout, lock_ttl=lock_ttl,
                   locking=locking, redis=redis)
     manager = SessionManager(
@@ -336,13 +341,17 @@ def make_app(
     options = dict(socketio_options or {})
     queue = options.pop("message_queue", None)
     channel = options.pop("channel", "socketio")
-    sentinel_auth = _sentinel_auth(redis_sentinel_username, redis_sentinel_password,
-                                   store_url=url if redis is not None else None, queue_url=queue)
+    _check_sentinel_settings(sentinel_given, store_url=url if redis is not None else None, queue_url=queue)
     if queue:
         if "client_manager" in options:
             raise ConfigurationError("give socketio.message_queue or a client_manager, not both",
                                      key="socketio.message_queue")
-        options["client_manager"] = manager_for(queue, channel=channel, sentinel_auth=sentinel_auth)
+        sentinel_options = None
+        if sentinel_given and _is_sentinel(queue):  # the queue asks the sentinels as the store does
+            from .redis_client import RedisSettings
+
+            sentinel_options = (redis or RedisSettings(**redis_settings)).sentinel_options()
+        options["client_manager"] = manager_for(queue, channel=channel, sentinel_options=sentinel_options)
     elif "client_manager" in options:
         carry_lifecycle(options["client_manager"])  # a manager passed from Python carries endings too
     if max_message_size is not None:

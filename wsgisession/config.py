@@ -115,6 +115,7 @@ OURS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "redis_ssl_keyfile": ("redis_ssl_keyfile", str),
     "redis_sentinel_username": ("redis_sentinel_username", str),
     "redis_sentinel_password": ("redis_sentinel_password", str),
+    "redis_sentinel_tls": ("redis_sentinel_tls", as_bool),
 }
 
 #: socketio.<key> -> parser (passed to socketio.Server as keyword arguments)

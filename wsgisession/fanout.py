@@ -66,7 +66,7 @@ SENTINEL_SCHEMES = frozenset({"redis+sentinel", "valkey+sentinel"})
 
 
 def manager_for(
-    url: str, *, channel: str = "socketio", check: bool = True, sentinel_auth: dict[str, Any] | None = None,
+    url: str, *, channel: str = "socketio", check: bool = True, sentinel_options: dict[str, Any] | None = None,
 ) -> socketio.PubSubManager:
     """The pub/sub manager for a queue URL, as Flask-SocketIO picks it, carrying lifecycle messages.
 
@@ -74,14 +74,15 @@ def manager_for(
     Kafka; ``zmq+tcp://``: ZeroMQ; any scheme Kombu knows (``amqp://``, ``amqps://`` ...):
     Kombu. An unknown scheme, a missing client library or (with ``check``) a queue
     that does not answer is a :class:`ConfigurationError` naming ``socketio.message_queue``.
-    ``sentinel_auth``: the sentinels' own credentials (redis-py's ``username`` and
-    ``password``) for a ``redis+sentinel://`` URL; the URL's are the primary's.
+    ``sentinel_options``: for a ``redis+sentinel://`` URL, redis-py's keyword arguments
+    of its ``Sentinel`` (:meth:`wsgisession.redis_client.RedisSettings.sentinel_options`:
+    the sentinels' own credentials, TLS); the URL's credentials are the primary's.
     """
     scheme = urlsplit(url).scheme.lower()
     base: type[socketio.PubSubManager]
     options: dict[str, Any] = {}
-    if sentinel_auth and scheme in SENTINEL_SCHEMES:
-        options["redis_options"] = {"sentinel_kwargs": dict(sentinel_auth)}
+    if sentinel_options and scheme in SENTINEL_SCHEMES:
+        options["redis_options"] = dict(sentinel_options)
     if scheme in _REDIS:
         base = socketio.RedisManager
     elif scheme == "kafka":
@@ -130,7 +131,7 @@ def reach(manager: socketio.PubSubManager, url: str) -> None:
 
 
 def sentinel_password_of(manager: socketio.RedisManager) -> str | None:
-    """The sentinels' password a Redis manager was given (:func:`manager_for`'s ``sentinel_auth``), if any."""
+    """The sentinels' password a Redis manager was given (:func:`manager_for`'s ``sentinel_options``), if any."""
     options: dict[str, Any] = getattr(manager, "redis_options", None) or {}
     password: str | None = (options.get("sentinel_kwargs") or {}).get("password")
     return password

@@ -11,8 +11,9 @@ Every form a managed Redis comes in::
 The Sentinel form is python-socketio's (5.13+), so one ``REDIS_URL`` serves the
 store and ``socketio.message_queue``; the URL's password is the primary's. Sentinels
 that ask for one of their own (``requirepass`` in sentinel.conf, as Bitnami's chart
-sets by default) get ``sentinel_password`` (and ``sentinel_username``), the store's
-and the queue's alike. A Cluster's keys are routed by
+sets by default) get ``sentinel_password`` (and ``sentinel_username``), and
+``sentinel_tls`` reaches the sentinels and the primary over TLS (the ``ssl_*``
+options for both): the store's and the queue's alike. A Cluster's keys are routed by
 :mod:`wsgisession.redis_commands`: a session keeps all of its keys in one slot
 (one hash tag, :func:`session_key`).
 
@@ -72,6 +73,8 @@ class RedisSettings:
     #: Sentinel: the sentinels' own user and password (a ``redis+sentinel://`` URL's are the primary's)
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
+    #: Sentinel: TLS to the sentinels and to the primary they name (the ``ssl_*`` options above for both)
+    sentinel_tls: bool = False
 
     def __post_init__(self) -> None:
         prefix = self.prefix
@@ -107,6 +110,12 @@ class RedisSettings:
         """The sentinels' credentials given, as redis-py's keyword arguments (for ``sentinel_kwargs``)."""
         auth = {"username": self.sentinel_username, "password": self.sentinel_password}
         return {name: value for name, value in auth.items() if value}
+
+    def sentinel_options(self) -> dict[str, Any]:
+        """redis-py's keyword arguments of a ``Sentinel`` beyond the URL's: ``sentinel_kwargs`` (the sentinels'
+        credentials and TLS) and, with ``sentinel_tls``, the primary's TLS."""
+        tls = {"ssl": True, **self.tls()} if self.sentinel_tls else {}
+        return {"sentinel_kwargs": {**self.sentinel_auth(), **tls}, **tls}
 
 
 def session_key(prefix: str, session_id: str, name: str) -> str:
@@ -152,14 +161,15 @@ def make_client(url: str, settings: RedisSettings) -> Client:
         raise _refuse(url, f"unsupported scheme {scheme + '://' if scheme else '(none)'} "
                            "(redis://, rediss://, unix:// or redis+sentinel://)")
     tls = settings.tls()
-    if tls and scheme != "rediss":
-        raise _refuse(url, "the wsgisession.redis_ssl_* options need a rediss:// URL")
+    if tls and scheme != "rediss" and not (settings.sentinel_tls and scheme == "redis+sentinel"):
+        raise _refuse(url, "the wsgisession.redis_ssl_* options need a rediss:// URL "
+                           "(or redis+sentinel:// with wsgisession.redis_sentinel_tls = true)")
     if settings.cluster and scheme not in ("redis", "rediss"):
         raise _refuse(url, "a Redis Cluster is reached by redis:// or rediss:// (one of its nodes)")
     timeouts: dict[str, Any] = {"socket_timeout": settings.socket_timeout,
                                 "socket_connect_timeout": settings.connect_timeout}
     if scheme == "redis+sentinel":
-        return _sentinel_client(url, timeouts, settings.sentinel_auth())
+        return _sentinel_client(url, timeouts, settings.sentinel_options())
     try:
         port = urlsplit(url).port
     except ValueError as exc:
@@ -195,10 +205,10 @@ def sentinel_refusal(exc: BaseException, *, password_given: bool) -> str | None:
             "give it as wsgisession.redis_sentinel_password (the URL's password is the primary's)")
 
 
-def _sentinel_client(url: str, timeouts: dict[str, Any], sentinels_auth: dict[str, Any]) -> redis.Redis[bytes]:
+def _sentinel_client(url: str, timeouts: dict[str, Any], options: dict[str, Any]) -> redis.Redis[bytes]:
     """The primary of a ``redis+sentinel://`` URL, found (and found again after a failover) by asking the sentinels.
 
-    ``sentinels_auth``: the sentinels' own credentials (:meth:`RedisSettings.sentinel_auth`), if they ask for any.
+    ``options``: :meth:`RedisSettings.sentinel_options` (the sentinels' own credentials, TLS).
     """
     parts = urlsplit(url)
     sentinels: list[tuple[str, int]] = []
@@ -215,7 +225,8 @@ def _sentinel_client(url: str, timeouts: dict[str, Any], sentinels_auth: dict[st
         auth["username"] = unquote(parts.username)
     if parts.password:
         auth["password"] = unquote(parts.password)
-    sentinel = redis.sentinel.Sentinel(sentinels, sentinel_kwargs={**timeouts, **sentinels_auth}, db=int(path[0]),
-                                       **timeouts, **auth)
+    primary = {name: value for name, value in options.items() if name != "sentinel_kwargs"}
+    sentinel = redis.sentinel.Sentinel(sentinels, sentinel_kwargs={**timeouts, **options["sentinel_kwargs"]},
+                                       db=int(path[0]), **timeouts, **auth, **primary)
     client: redis.Redis[bytes] = sentinel.master_for(path[1])
     return client

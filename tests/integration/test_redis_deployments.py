@@ -3,8 +3,8 @@
 For each store URL (``rediss://`` on a certificate made with openssl, ``unix://``,
 an ACL user limited to the prefix's keys and the commands docs/configuration.rst
 lists, ``redis+sentinel://`` with a primary, a replica and redis-sentinel, each
-asking for a password (the sentinel for one of its own), and a Redis Cluster of
-three primaries) the message queue runs on the same Redis, and
+asking for a password (the sentinel for one of its own), the same three on TLS
+only, and a Redis Cluster of three primaries) the message queue runs on the same Redis, and
 two gunicorn workers serve tests/lost_updates_app.py. One test per form walks the
 session rules across the two workers: refusals, fresh reads both ways, lost
 updates (rules 4 and 5), emit_to_session, rotation and logout reaching the other
@@ -109,6 +109,16 @@ def deployment_of(form: str, directory: Path) -> Iterator[Deployment]:
                              redis.Redis(port=sentinel.primary.port, password=PASSWORD))
         finally:
             sentinel.stop()
+    elif form == "sentinel-tls":
+        certs = make_certificates(directory / "certs")
+        sentinel = Sentinel(directory, tls=certs)
+        sentinel.start()
+        try:
+            yield Deployment({"beaker.session.url": sentinel.url, "socketio.message_queue": sentinel.url,
+                              "wsgisession.redis_sentinel_tls": "true", "wsgisession.redis_ssl_ca_certs": str(certs.ca)},
+                             redis.Redis("127.0.0.1", sentinel.primary.port, **sentinel.client_tls()))
+        finally:
+            sentinel.stop()
     elif form == "cluster":
         cluster = Cluster(directory)
         cluster.start()
@@ -136,7 +146,7 @@ def deployment_of(form: str, directory: Path) -> Iterator[Deployment]:
         raise AssertionError(form)
 
 
-@pytest.fixture(scope="module", params=["tls", "unix", "acl", "sentinel", "cluster", "cluster-acl"])
+@pytest.fixture(scope="module", params=["tls", "unix", "acl", "sentinel", "sentinel-tls", "cluster", "cluster-acl"])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with deployment_of(request.param, tmp_path_factory.mktemp(request.param)) as made:
         try:
@@ -347,9 +357,11 @@ def test_sentinels_that_ask_for_a_password_refuse_a_missing_or_wrong_one_clearly
             assert response.status_code == 503 and "session store is unavailable" in response.text
             assert why in caplog.text and "redis_sentinel_password" in caplog.text
             assert PASSWORD not in caplog.text and SENTINEL_PASSWORD not in caplog.text
-        app = make_app(counter_app, **store, redis_sentinel_password=SENTINEL_PASSWORD,
-                       socketio_options={"message_queue": sentinel.url})
-        client = Client(app)
+        # the queue reached (its use across workers: the deployment tests); no request, so that no listener of
+        # its stays behind in this process, retrying once the sentinel is gone
+        make_app(counter_app, **store, redis_sentinel_password=SENTINEL_PASSWORD,
+                 socketio_options={"message_queue": sentinel.url})
+        client = Client(make_app(counter_app, **store, redis_sentinel_password=SENTINEL_PASSWORD))
         assert client.post("/login?user=ann").status_code == 200
         assert client.post("/incr").text.strip() == "1"
         with redis.Redis(port=sentinel.primary.port, password=PASSWORD) as primary:
