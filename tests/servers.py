@@ -390,9 +390,12 @@ class Sentinel:
 
 
 class Cluster:
-    """A Redis Cluster of three primaries on 127.0.0.1 (no replicas), made by ``redis-cli --cluster create``."""
+    """A Redis Cluster on 127.0.0.1, made by ``redis-cli --cluster create``: three primaries by default, and
+    ``replicas`` replicas of each (``size`` counts them all)."""
 
-    def __init__(self, directory: Path, *, size: int = 3, config: tuple[str, ...] = (), admin: str = "") -> None:
+    def __init__(self, directory: Path, *, size: int = 3, replicas: int = 0, config: tuple[str, ...] = (),
+                 admin: str = "") -> None:
+        self.replicas = replicas
         self.nodes = [Redis(directory / f"node{i}") for i in range(size)]
         for node in self.nodes:
             node.config = ("cluster-enabled yes", f"cluster-config-file nodes-{node.port}.conf",
@@ -410,7 +413,7 @@ class Cluster:
             node.start()
         auth = ["--user", self.admin.split(":")[0], "--pass", self.admin.split(":")[1]] if self.admin else []
         subprocess.run([redis_binary("redis-cli"), *auth, "--cluster", "create",
-                        *[f"127.0.0.1:{node.port}" for node in self.nodes], "--cluster-replicas", "0",
+                        *[f"127.0.0.1:{node.port}" for node in self.nodes], "--cluster-replicas", str(self.replicas),
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)
         deadline = time.monotonic() + 30
         user, _, password = self.admin.partition(":")
@@ -420,6 +423,20 @@ class Cluster:
                     if time.monotonic() > deadline:
                         raise TimeoutError("the cluster did not come up")
                     time.sleep(0.1)
+
+    def serving(self, key: str, *, ask: int | None = None) -> tuple[int, int | None]:
+        """The ports of the primary of ``key``'s slot and of its first replica, as the node on port ``ask`` (by
+        default the first) sees them."""
+        import redis
+
+        user, _, password = self.admin.partition(":")
+        with redis.Redis(port=ask or self.nodes[0].port, username=user or None, password=password or None,
+                         socket_timeout=2) as client:
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+            for start, end, primary, *replicas in client.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return int(primary[1]), int(replicas[0][1]) if replicas else None
+        raise AssertionError(f"no node serves slot {slot}")
 
     def stop(self) -> None:
         for node in self.nodes:

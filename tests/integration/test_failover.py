@@ -1,4 +1,5 @@
-"""A Sentinel failover under mixed HTTP and socket load: refused clearly, resumed without a restart, writes counted.
+"""A Sentinel failover, and a Redis Cluster's, under mixed HTTP and socket load: refused clearly, resumed
+without a restart, writes counted.
 
 A primary, a replica and redis-sentinel (tests/servers.py ``Sentinel``); two
 gunicorn workers with the store and the message queue on the
@@ -26,7 +27,7 @@ import requests
 import socketio
 
 from tests.helpers import connect, disconnect, new_session, refusal, spread_sockets, wait_until
-from tests.servers import Sentinel, gunicorn, write_ini
+from tests.servers import Cluster, Redis, Sentinel, gunicorn, write_ini
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -200,3 +201,73 @@ def test_a_sentinel_failover_under_load_refuses_clearly_resumes_and_counts_what_
         assert session_id not in output
     finally:
         sentinel.stop()
+
+
+def test_a_cluster_failover_under_load_refuses_clearly_resumes_and_counts_what_survived(tmp_path: Path) -> None:
+    """A Redis Cluster of three primaries, each with a replica (``cluster-node-timeout 2000``); two gunicorn
+    workers, the queue on a Redis of its own. The primary of the session's slot is killed under the same load
+    as above: 503 and ``store_unavailable`` until its replica is promoted, then the same workers serve again
+    (the slot map asked again after a connection error), and a logout still ends every socket."""
+    cluster = Cluster(tmp_path / "cluster", size=6, replicas=1)
+    queue = Redis(tmp_path / "queue")
+    cluster.start()
+    queue.start()
+    try:
+        settings = {"beaker.session.type": "ext:redis", "beaker.session.url": cluster.url,
+                    "beaker.session.data_dir": None, "wsgisession.redis_cluster": "true",
+                    "socketio.message_queue": queue.url,
+                    "wsgisession.redis_socket_timeout": 2, "wsgisession.redis_connect_timeout": 1}
+        with gunicorn(write_ini(tmp_path, use=APP, **settings), workers=2) as server:
+            cookie, session_id = new_session(server.url)
+            key = f"wsgisession:{{{session_id}}}:session"
+            wait_until(lambda: cluster.serving(key)[1] is not None, timeout=30)  # the replicas join after a while
+            primary_port, replica_port = cluster.serving(key)
+            assert replica_port is not None
+            with redis.Redis(port=replica_port) as replica:
+                replica.execute_command("READONLY")
+                wait_until(lambda: replica.exists(key) == 1, timeout=5)
+            clients = spread_sockets(server.url, cookie, 2)
+            load = Load(server.url, cookie, clients)
+            try:
+                load.start()
+                time.sleep(1.5)
+                killed_at = time.monotonic()
+                next(node for node in cluster.nodes if node.port == primary_port).kill()  # -- it dies ---------
+                live = next(node.port for node in cluster.nodes if node.port not in (primary_port, replica_port))
+                wait_until(lambda: cluster.serving(key, ask=live)[0] == replica_port, timeout=30)
+                promoted_at = time.monotonic()
+                wait_until(lambda: any(t > promoted_at for t in load.acked.values()), timeout=15)
+                first_refused = min(t for t in load.refused if t > killed_at)
+                served_at = min(t for t in load.acked.values() if t > first_refused)
+                time.sleep(1.5)  # -- served by the promoted replica, same workers -------------
+                load.finish()
+
+                data = requests.get(server.url + "/get", headers={"Cookie": cookie}, timeout=10).json()
+                lost = sorted(load.acked[k] - killed_at for k in load.acked if k not in data)
+                print(f"\n  the slot's primary (port {primary_port}) killed; its replica promoted after "
+                      f"{promoted_at - killed_at:.2f}s, served again after {served_at - killed_at:.2f}s; "
+                      f"{len(load.refused)} answers 'store unavailable'; {len(load.acked)} writes acknowledged, "
+                      f"{len(load.acked) - len(lost)} survived, {len(lost)} lost (acknowledged "
+                      f"{', '.join(f'{-t * 1000:.0f}' for t in lost) or '-'} ms before the kill)")
+                assert load.wrong == [], load.wrong[:5]
+                assert load.refused, "the switch was seen"
+                assert all(load.acked[k] < killed_at for k in load.acked if k not in data), \
+                    "only writes acknowledged before the kill may be lost (asynchronous replication)"
+                assert data["who"] == "ann" and load.joined > 0
+
+                again = connect(server.url, cookie=cookie)
+                ended: list[Any] = []
+                for client in [*clients, again]:
+                    client.on("session_ended", ended.append)
+                requests.get(server.url + "/logout", headers={"Cookie": cookie}, timeout=10).raise_for_status()
+                wait_until(lambda: len(ended) == len(clients) + 1, timeout=10)
+                assert refusal(server.url, cookie=cookie) == "unknown_session"
+            finally:
+                load.finish()
+                disconnect(clients)
+        output = server.output()
+        assert "Traceback" not in output, output[-3000:]
+        assert session_id not in output
+    finally:
+        queue.stop()
+        cluster.stop()
