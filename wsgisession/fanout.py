@@ -108,12 +108,16 @@ def manager_for(
     except (RuntimeError, ValueError) as exc:  # python-socketio: a missing client library, a bad URL
         raise ConfigurationError(f"{KEY} = {_safe(url)}: {exc}", key=KEY, value=_safe(url)) from exc
     if check:
-        reach(manager, url)
+        given = bool(sentinel_options and sentinel_options.get("sentinel_kwargs", {}).get("password"))
+        reach(manager, url, sentinel_password_given=given)
     return manager
 
 
-def reach(manager: socketio.PubSubManager, url: str) -> None:
-    """Fail at start-up, naming the key, if the queue does not answer (not a retry loop at the first publish)."""
+def reach(manager: socketio.PubSubManager, url: str, *, sentinel_password_given: bool = False) -> None:
+    """Fail at start-up, naming the key, if the queue does not answer (not a retry loop at the first publish).
+
+    ``sentinel_password_given``: whether the sentinels were asked with a password (for the refusal's words).
+    """
     try:
         if isinstance(manager, socketio.RedisManager):
             manager._redis_connect()
@@ -125,16 +129,10 @@ def reach(manager: socketio.PubSubManager, url: str) -> None:
         if isinstance(manager, socketio.RedisManager):
             from .redis_client import sentinel_refusal  # redis is installed: python-socketio's manager uses it
 
-            why = sentinel_refusal(exc, password_given=bool(sentinel_password_of(manager)))
+            why = sentinel_refusal(exc, password_given=sentinel_password_given)
         raise ConfigurationError(f"{KEY} = {_safe(url)}: the message queue cannot be reached ({why or exc})",
                                  key=KEY, value=_safe(url)) from exc
 
-
-def sentinel_password_of(manager: socketio.RedisManager) -> str | None:
-    """The sentinels' password a Redis manager was given (:func:`manager_for`'s ``sentinel_options``), if any."""
-    options: dict[str, Any] = getattr(manager, "redis_options", None) or {}
-    password: str | None = (options.get("sentinel_kwargs") or {}).get("password")
-    return password
 
 
 def carry_lifecycle(manager: Any) -> None:

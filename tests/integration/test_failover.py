@@ -62,6 +62,28 @@ class Load:
         for thread in self.threads:
             thread.join(30)
 
+    def resumed(self, killed_at: float, promoted_at: float) -> float:
+        """Once a write is acknowledged after the promotion, 1.5 s more of it, then stop; when service resumed."""
+        wait_until(lambda: any(t > promoted_at for t in self.acked.values()), timeout=15)
+        first_refused = min(t for t in self.refused if t > killed_at)
+        served_at = min(t for t in self.acked.values() if t > first_refused)
+        time.sleep(1.5)  # -- served by the promoted replica, same workers -------------
+        self.finish()
+        return served_at
+
+    def outcome(self, killed_at: float) -> tuple[dict[str, Any], list[float]]:
+        """The session as stored now, and when (seconds from the kill) each lost write was acknowledged."""
+        data = requests.get(self.base + "/get", headers={"Cookie": self.cookie}, timeout=10).json()
+        return data, sorted(self.acked[key] - killed_at for key in self.acked if key not in data)
+
+    def assert_clear_and_kept(self, data: dict[str, Any], killed_at: float) -> None:
+        """Refused clearly, nothing else wrong; only writes acknowledged before the kill may be lost."""
+        assert self.wrong == [], self.wrong[:5]
+        assert self.refused, "the switch was seen"
+        assert all(self.acked[key] < killed_at for key in self.acked if key not in data), \
+            "only writes acknowledged before the kill may be lost (asynchronous replication)"
+        assert data["who"] == "ann" and self.joined > 0
+
     def check(self, data: Any, where: str) -> bool:
         """A session as answered: ours (``who``), never a new empty one."""
         if not isinstance(data, dict) or data.get("who") != "ann":
@@ -135,6 +157,17 @@ class Load:
             time.sleep(0.01)
 
 
+def a_logout_ends_every_socket(base: str, cookie: str, clients: list[socketio.Client]) -> None:
+    """A new socket and a logout after the failover, across both workers: every socket is told."""
+    again = connect(base, cookie=cookie)
+    ended: list[Any] = []
+    for client in [*clients, again]:
+        client.on("session_ended", ended.append)
+    requests.get(base + "/logout", headers={"Cookie": cookie}, timeout=10).raise_for_status()
+    wait_until(lambda: len(ended) == len(clients) + 1, timeout=10)
+    assert refusal(base, cookie=cookie) == "unknown_session"
+
+
 def test_a_sentinel_failover_under_load_refuses_clearly_resumes_and_counts_what_survived(tmp_path: Path) -> None:
     sentinel = Sentinel(tmp_path / "redis")
     sentinel.start()
@@ -156,26 +189,15 @@ def test_a_sentinel_failover_under_load_refuses_clearly_resumes_and_counts_what_
                 sentinel.primary.kill()  # -- the primary dies ---------------------------------
                 sentinel.wait_for(lambda: sentinel.primary_port() == sentinel.replica.port, "the promotion")
                 promoted_at = time.monotonic()
-                wait_until(lambda: any(t > promoted_at for t in load.acked.values()), timeout=15)
-                first_refused = min(t for t in load.refused if t > killed_at)
-                served_at = min(t for t in load.acked.values() if t > first_refused)
-                time.sleep(1.5)  # -- served by the promoted replica, same workers -------------
-                load.finish()
-
-                data = requests.get(server.url + "/get", headers={"Cookie": cookie}, timeout=10).json()
-                survived = [key for key in load.acked if key in data]
-                lost = sorted(load.acked[key] - killed_at for key in load.acked if key not in data)
+                served_at = load.resumed(killed_at, promoted_at)
+                data, lost = load.outcome(killed_at)
                 before = [key for key, t in load.acked.items() if t < killed_at]
                 print(f"\n  primary on port {first_port} killed; promoted after {promoted_at - killed_at:.2f}s, "
                       f"served again after {served_at - killed_at:.2f}s; {len(load.refused)} answers "
                       f"'store unavailable'; {len(load.acked)} writes acknowledged ({len(before)} before the "
-                      f"kill), {len(survived)} survived, {len(lost)} lost (acknowledged "
+                      f"kill), {len(load.acked) - len(lost)} survived, {len(lost)} lost (acknowledged "
                       f"{', '.join(f'{-t * 1000:.0f}' for t in lost) or '-'} ms before the kill)")
-                assert load.wrong == [], load.wrong[:5]
-                assert load.refused, "the switch was seen"
-                assert all(load.acked[key] < killed_at for key in load.acked if key not in data), \
-                    "only writes acknowledged before the kill may be lost (asynchronous replication)"
-                assert data["who"] == "ann" and load.joined > 0
+                load.assert_clear_and_kept(data, killed_at)
 
                 # the old primary comes back empty: the sentinel makes it a replica, nobody reads it
                 sentinel.primary.start()
@@ -185,14 +207,7 @@ def test_a_sentinel_failover_under_load_refuses_clearly_resumes_and_counts_what_
                 print(f"  the old primary rejoined as a replica {time.monotonic() - back_at:.1f}s after its restart")
                 assert requests.get(server.url + "/get", headers={"Cookie": cookie}, timeout=10).json() == data
 
-                # a new socket and a logout on the promoted replica, across both workers
-                again = connect(server.url, cookie=cookie)
-                ended: list[Any] = []
-                for client in [*clients, again]:
-                    client.on("session_ended", ended.append)
-                requests.get(server.url + "/logout", headers={"Cookie": cookie}, timeout=10).raise_for_status()
-                wait_until(lambda: len(ended) == len(clients) + 1, timeout=10)
-                assert refusal(server.url, cookie=cookie) == "unknown_session"
+                a_logout_ends_every_socket(server.url, cookie, clients)  # on the promoted replica
             finally:
                 load.finish()
                 disconnect(clients)
@@ -236,32 +251,15 @@ def test_a_cluster_failover_under_load_refuses_clearly_resumes_and_counts_what_s
                 live = next(node.port for node in cluster.nodes if node.port not in (primary_port, replica_port))
                 wait_until(lambda: cluster.serving(key, ask=live)[0] == replica_port, timeout=30)
                 promoted_at = time.monotonic()
-                wait_until(lambda: any(t > promoted_at for t in load.acked.values()), timeout=15)
-                first_refused = min(t for t in load.refused if t > killed_at)
-                served_at = min(t for t in load.acked.values() if t > first_refused)
-                time.sleep(1.5)  # -- served by the promoted replica, same workers -------------
-                load.finish()
-
-                data = requests.get(server.url + "/get", headers={"Cookie": cookie}, timeout=10).json()
-                lost = sorted(load.acked[k] - killed_at for k in load.acked if k not in data)
+                served_at = load.resumed(killed_at, promoted_at)
+                data, lost = load.outcome(killed_at)
                 print(f"\n  the slot's primary (port {primary_port}) killed; its replica promoted after "
                       f"{promoted_at - killed_at:.2f}s, served again after {served_at - killed_at:.2f}s; "
                       f"{len(load.refused)} answers 'store unavailable'; {len(load.acked)} writes acknowledged, "
                       f"{len(load.acked) - len(lost)} survived, {len(lost)} lost (acknowledged "
                       f"{', '.join(f'{-t * 1000:.0f}' for t in lost) or '-'} ms before the kill)")
-                assert load.wrong == [], load.wrong[:5]
-                assert load.refused, "the switch was seen"
-                assert all(load.acked[k] < killed_at for k in load.acked if k not in data), \
-                    "only writes acknowledged before the kill may be lost (asynchronous replication)"
-                assert data["who"] == "ann" and load.joined > 0
-
-                again = connect(server.url, cookie=cookie)
-                ended: list[Any] = []
-                for client in [*clients, again]:
-                    client.on("session_ended", ended.append)
-                requests.get(server.url + "/logout", headers={"Cookie": cookie}, timeout=10).raise_for_status()
-                wait_until(lambda: len(ended) == len(clients) + 1, timeout=10)
-                assert refusal(server.url, cookie=cookie) == "unknown_session"
+                load.assert_clear_and_kept(data, killed_at)
+                a_logout_ends_every_socket(server.url, cookie, clients)
             finally:
                 load.finish()
                 disconnect(clients)

@@ -111,9 +111,13 @@ class Backend:
         return manager
 
     def fault(self, exc: BaseException) -> StoreUnavailable:
-        """The error for one of ``faults`` (logged once here)."""
-        log.error("the %s session store is unavailable: %s", self.name, exc)
+        """The error for one of ``faults`` (logged once here, as :meth:`explain` words it)."""
+        log.error("the %s session store is unavailable: %s", self.name, self.explain(exc))
         return StoreUnavailable(f"the {self.name} session store is unavailable", backend=self.name)
+
+    def explain(self, exc: BaseException) -> object:
+        """What the log says of a fault: the library's own error, unless the backend can say it better."""
+        return exc
 
     def read(self, key: str) -> str | None:
         """The text stored for ``key``; ``None`` if there is none."""

@@ -24,7 +24,6 @@ import gevent
 import redis
 from beaker.container import NamespaceManager
 
-from ..errors import StoreUnavailable
 from ..locks import RedisLock
 from ..redis_client import LazyCluster, RedisSettings, client_for, sentinel_refusal, session_key
 from ..redis_commands import commands_for
@@ -127,12 +126,8 @@ class RedisBackend(Backend):
         super().__init__(RedisNamespaceManager, url=self.client, settings=settings, **options)
         self.lock_ttl = lock_ttl
 
-    def fault(self, exc: BaseException) -> StoreUnavailable:
-        why = sentinel_refusal(exc, password_given=bool(self.settings.sentinel_password))
-        if why is None:
-            return super().fault(exc)
-        log.error("the redis session store is unavailable: %s", why)
-        return StoreUnavailable(f"the {self.name} session store is unavailable", backend=self.name)
+    def explain(self, exc: BaseException) -> object:
+        return sentinel_refusal(exc, password_given=bool(self.settings.sentinel_password)) or exc
 
     def read(self, key: str) -> str | None:
         """The stored text; a read the store did not answer is tried again ``read_retries`` times."""
