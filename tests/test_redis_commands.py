@@ -13,6 +13,7 @@ import gevent.socket
 import pytest
 import redis
 import redis.connection
+from redis._parsers.resp2 import _RESP2Parser
 
 from tests.servers import free_port
 from wsgisession import redis_commands
@@ -146,6 +147,30 @@ def test_an_idle_connection_the_server_closed_is_replaced(
     redis_client.client_kill_filter(_type="normal", skipme=True)  # the server drops every other client
     monkeypatch.setattr(redis_commands, "_IDLE_CHECK", 0.0)  # as if it sat idle past the check
     assert commands.execute("GET", "k") == b"v"
+
+
+@pytest.mark.parametrize("parser", ["hiredis", "redis-py"])
+def test_bytes_the_parser_holds_on_an_idle_connection_are_never_taken_for_a_reply(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, parser: str
+) -> None:
+    """A parser reads what the socket has, past the reply it parses: on an idle line nothing is owed, so those
+    bytes break it. The socket alone looked idle, and the next command took them for its reply."""
+    # redis-py's own parser (its RESP3 one, given this, on a RESP3 connection)
+    options: dict[str, Any] = {} if parser == "hiredis" else {"parser_class": _RESP2Parser}
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url, **options)
+    commands = Commands(client)
+    commands.execute("SET", "k", b"v")
+    line = commands._line  # noqa: SLF001
+    assert line is not None
+    connection = line.connection
+    assert (type(connection._parser).__name__ == "_HiredisParser") == (parser == "hiredis")  # noqa: SLF001
+    connection._sock.sendall(b"PING\r\nPING\r\n")  # noqa: SLF001  # two replies, one of them never asked for
+    gevent.sleep(0.05)  # both arrive: one read takes them together
+    assert connection.read_response() == b"PONG"
+    monkeypatch.setattr(redis_commands, "_IDLE_CHECK", 0.0)  # as if it sat idle past the check
+    assert commands.execute("GET", "k") == b"v"
+    assert commands.execute("GET", "k") == b"v", "the line is in step again"
+    client.close()
 
 
 def test_the_idle_check_lets_no_other_greenlet_run(

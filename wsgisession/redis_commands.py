@@ -16,7 +16,8 @@ from the client's pool settings), as node-redis does within a tick:
 Under load redis-server reads ~0.1 times per event instead of once per command;
 a greenlet alone pays ~10-20 us more per command (docs/design.rst, docs/benchmarks.rst).
 
-- An idle connection (over a second) is polled before use.
+- An idle connection (over a second) is checked before use: data on its socket or
+  in its parser's buffer, or its end, replaces it.
 - Commands are packed by hiredis's C packer where it packs them as redis-py does
   (text as UTF-8, strictly: the default encoding), else by redis-py.
 - A connection error, a timeout, a failed write, or a greenlet killed while it
@@ -100,6 +101,16 @@ def _readable(sock: Any) -> bool:
     poller = _poll()
     poller.register(sock.fileno(), select.POLLIN)
     return bool(poller.poll(0))
+
+
+def _buffered(parser: Any) -> bool:
+    """Whether redis-py's ``parser`` holds bytes it read and did not parse yet (hiredis's or redis-py's own)."""
+    reader = getattr(parser, "_reader", None)  # _HiredisParser: a hiredis.Reader
+    if reader is not None:
+        return bool(reader.has_data())
+    buffer = getattr(parser, "_buffer", None)  # _RESP2Parser / _RESP3Parser: a SocketBuffer
+    unread = getattr(buffer, "unread_bytes", None)
+    return bool(unread()) if unread is not None else False
 
 
 class _Line:
@@ -268,10 +279,15 @@ class Commands:
         commands on the line, and the check took their replies for data on an idle
         connection and broke it under them (their requests were answered 503), or
         waited on the socket beside the greenlet reading them (ConcurrentObjectUseError).
+
+        Bytes the parser read with the last reply and holds (hiredis reads what the
+        socket has, past the reply) count as well: nothing is owed on an idle line,
+        and the next command would take them for its reply.
         """
-        sock = getattr(line.connection, "_sock", None)  # redis-py's socket of a connected connection
+        connection = line.connection
+        sock = getattr(connection, "_sock", None)  # redis-py's socket of a connected connection
         try:
-            if sock is not None and not _readable(sock):
+            if sock is not None and not _buffered(getattr(connection, "_parser", None)) and not _readable(sock):
                 return True
         except (OSError, ValueError):
             pass
