@@ -134,7 +134,6 @@ def reach(manager: socketio.PubSubManager, url: str, *, sentinel_password_given:
                                  key=KEY, value=_safe(url)) from exc
 
 
-
 def carry_lifecycle(manager: Any) -> None:
     """Make a pub/sub manager built elsewhere (Flask-SocketIO's, a ``client_manager``) carry lifecycle messages.
 
