@@ -1205,9 +1205,10 @@ def test_sqlite_backend_the_log_starts_again_with_two_processes_writing(
     assert sum(r["restarts"] for r in reports) >= 5
     largest = max(r["largest"] for r in reports)
     # Without the restarts this log reaches 13.2-13.4 MB (3,200 pages); with them 0.4-3.1 MB in six runs, as
-    # the other process's groups happen to delay them. The bound is half the first (600 pages at a third of
-    # these writes was once passed under CI's load, at 2.65 MB)
-    assert largest < 1600 * page, f"the log grew to {largest} bytes"
+    # the other process's groups happen to delay them. The bound was half the first (1,600 pages) until a clean
+    # CI run of 2026-12-07 reached 7.69 MB (1,867 pages; 14 runs after it, with the CPUs busy or not, stayed under
+    # 1,600): it is now three quarters, which the log without restarts still exceeds
+    assert largest < 2400 * page, f"the log grew to {largest} bytes"
 
 
 def test_sqlite_backend_a_child_forked_while_a_group_is_open_is_not_held_by_its_timer(tmp_path: Path) -> None:
