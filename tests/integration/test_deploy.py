@@ -315,6 +315,11 @@ class Load:
                 http = requests.Session()
                 time.sleep(0.02)
                 continue
+            except requests.exceptions.ChunkedEncodingError as exc:  # the worker died while its answer came
+                self.tally.fail("unknown", f"http {exc!r}"[:200])
+                http.close()
+                http = requests.Session()
+                continue
             except requests.Timeout as exc:
                 self.tally.fail("unknown", f"http {exc!r}"[:200])
                 continue
