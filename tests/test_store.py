@@ -155,7 +155,7 @@ def test_store_ids_not_ours_never_reach_a_path_or_key(
         with store.transaction(bad):
             pass  # pragma: no cover
     assert stored_anything(store, tmp_path, request) == before
-    assert len(store.locks) == 0
+    assert store.holding() == 0
     assert not (tmp_path / "x").exists() and not (tmp_path / "sessions" / "x").exists()
 
 
@@ -178,7 +178,7 @@ def test_rule6_store_lock_excludes_greenlets_and_other_stores(
 
     gevent.joinall([gevent.spawn(incr, stores[n % 2]) for n in range(60)], raise_error=True)
     assert stores[1].read(sid) == "60"
-    assert [len(s.locks) for s in stores] == [0, 0]
+    assert [s.holding() for s in stores] == [0, 0]
     if backend == "file":
         assert not [p for p in tmp_path.rglob("*.lock")]
 
@@ -197,13 +197,13 @@ def test_rule6_store_lock_timeout_is_bounded(backend: str, tmp_path: Path, reque
         assert 0.24 <= time.monotonic() - started < 0.6
     with second.transaction(sid):
         pass
-    assert len(first.locks) == len(second.locks) == 0
+    assert first.holding() == second.holding() == 0
 
 
 def test_store_locking_off_takes_no_lock(tmp_path: Path) -> None:
     store = Store(type="file", data_dir=str(tmp_path), locking=False)
     with store.transaction(new_session_id()):
-        assert len(store.locks) == 0
+        assert store.holding() == 0
         assert not list(tmp_path.rglob("*.lock"))
 
 
@@ -230,7 +230,7 @@ def test_store_down_raises_store_unavailable_and_recovers(tmp_path: Path) -> Non
         with pytest.raises(StoreUnavailable):
             with store.transaction(sid):
                 pass  # pragma: no cover
-        assert len(store.locks) == 0
+        assert store.holding() == 0
         down = time.monotonic() - started
         print(f"redis down: four operations refused in {down * 1000:.0f} ms")
         assert down < 2.0
@@ -255,7 +255,7 @@ def test_store_down_at_release_raises_store_unavailable_and_frees_the_lock(tmp_p
                 txn.write('{"n": 1}')  # staged: written when the lock is released
                 server.stop()
         assert caught.value.backend == "redis"
-        assert len(store.locks) == 0  # the in-process lock is free again
+        assert store.holding() == 0  # the in-process lock is free again
         server.start()  # on the same port
         txn = store.begin(sid, 1.0)
         assert txn.text is None  # nothing half-written
@@ -335,11 +335,11 @@ def test_rule6_transactions_are_reentrant_and_the_outermost_holds_the_store_lock
                     assert file_locked(path)
                     assert outer is inner is innermost  # one transaction per holder
             assert file_locked(path), "an inner exit must not release the store lock"
-            return len(store.locks) == 1
+            return store.holding() == 1
 
     assert gevent.spawn(nested).get(timeout=5)
     assert not path.exists()
-    assert len(store.locks) == 0
+    assert store.holding() == 0
 
 
 def test_rule6_transactions_free_their_locks_when_idle(tmp_path: Path) -> None:
@@ -356,7 +356,7 @@ def test_rule6_transactions_free_their_locks_when_idle(tmp_path: Path) -> None:
             pass
 
     gevent.joinall([gevent.spawn(use, n) for n in range(200)], raise_error=True)
-    assert len(store.locks) == 0
+    assert store.holding() == 0
     assert not list(tmp_path.rglob("*.lock"))
 
 
@@ -373,7 +373,7 @@ def test_rule6_a_transaction_times_out_on_a_store_lock_held_elsewhere(tmp_path: 
                 pass  # pragma: no cover
         assert caught.value.timeout == 0.3  # the whole wait, not what was left of it
         assert 0.29 <= time.monotonic() - started < 0.6
-        assert len(store.locks) == 0
+        assert store.holding() == 0
     finally:
         holder.close()
 
@@ -384,9 +384,9 @@ def test_rule6_a_nested_transaction_never_deadlocks_with_an_outer_one_on_its_key
 ) -> None:
     """Session first, then another key (a user's index) inside it; meanwhile another greenlet takes that key alone.
 
-    On SQLite, whose lock covers every key, the store takes it before the key's own
-    lock: the other way round, the lone holder of the index would wait for the
-    database while the session's holder waits for the index (until the timeout).
+    On SQLite, whose lock covers every key, that lock is every key's: were a key's own
+    lock taken before it, the lone holder of the index would wait for the database
+    while the session's holder waits for the index (until the timeout).
     """
     store = make_store(backend, tmp_path, request, lock_timeout=2.0)
     session, index = new_session_id(), new_session_id()
@@ -413,4 +413,41 @@ def test_rule6_a_nested_transaction_never_deadlocks_with_an_outer_one_on_its_key
     assert time.monotonic() - started < 1.0
     assert sorted(order) == ["index", "session"]
     assert store.read(index) == "11" and store.read(session) == "saved"
-    assert len(store.locks) == 0
+    assert store.holding() == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rule6_nested_transactions_of_one_key_are_one_and_the_outermost_commits(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """One greenlet's nested transactions of a key are one; another greenlet waits for the outermost's end.
+
+    On SQLite no key lock is taken (its lock covers every key): the store counts the holdings itself.
+    """
+    store = make_store(backend, tmp_path, request, lock_timeout=2.0)
+    sid = new_session_id()
+    seen: list[str | None] = []
+
+    def other() -> None:
+        with store.transaction(sid) as txn:
+            seen.append(txn.text)
+            txn.write("other")
+
+    def nested() -> gevent.Greenlet:
+        with store.transaction(sid) as outer:
+            waiter = gevent.spawn(other)
+            with store.transaction(sid) as inner:
+                assert inner is outer  # one transaction per holder
+                inner.write("inner")
+                gevent.sleep(0.05)  # the other greenlet comes to wait meanwhile
+            assert store.read(sid) is None  # an inner end commits nothing
+            gevent.sleep(0.05)
+            assert not seen, "an inner end must not free the lock"
+            assert store.holding() == 1
+        return waiter
+
+    waiter = gevent.spawn(nested).get(timeout=5)
+    waiter.get(timeout=5)
+    assert seen == ["inner"]  # the waiter read what the outermost committed
+    assert store.read(sid) == "other"
+    assert store.holding() == 0

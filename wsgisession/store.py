@@ -17,7 +17,9 @@ Reads, writes and removes go straight to the backend. A change that must not
 lose a concurrent one goes through a *transaction*: the session's in-process
 lock (:class:`~wsgisession.locks.LockRegistry`, reentrant per greenlet), then,
 for its outermost holder, the backend's transaction (its cross-process lock,
-and the latest text read under it)::
+and the latest text read under it). A backend whose lock covers the whole
+store (SQLite's) lets one greenlet of the process at a time hold it, which
+serializes its sessions by itself: no session lock is taken under it::
 
     with store.transaction(session_id) as txn:
         txn.write(change(txn.text))
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .backends import backend_for
 from .backends.base import Transaction
 from .errors import LockTimeout
-from .locks import Entry, LockRegistry, timeout_message
+from .locks import LockRegistry, timeout_message
 
 if TYPE_CHECKING:
     from .redis_client import RedisSettings
@@ -74,10 +76,11 @@ class Store:
         self.name = self.backend.name
         self.expires = self.backend.expires  # whether the backend drops records past a write's ttl
         self.locking = locking  # off only to measure what locks cost (benchmarks)
-        # a backend whose lock covers every session (SQLite's) is taken before the session's own lock
+        # a backend whose lock covers every session (SQLite's) is every session's lock: no session lock under it
         self.store_wide = self.backend.store_wide
         self.lock_timeout = lock_timeout
-        self.locks = LockRegistry(timeout=lock_timeout)
+        self.locks = LockRegistry(timeout=lock_timeout)  # the sessions' own locks (not where store_wide)
+        self._held: dict[str, Transaction] = {}  # store_wide: the transactions of the greenlet that holds the store
         # Speed: reads, writes and removes are the backend's own methods (one call less on every load and save)
         self.read: Callable[[str], str | None] = self.backend.read
         """The stored text of a session, or ``None`` if there is none."""
@@ -99,33 +102,53 @@ class Store:
         if not self.locking:
             return self._unlocked(session_id)
         timeout = self.lock_timeout if timeout is None else timeout
-        waited = self.backend.reserve(timeout) if self.store_wide else 0.0
-        try:
-            entry = self.locks.acquire(session_id, max(0.0, timeout - waited))
-        except BaseException:
-            if self.store_wide:
-                self.backend.unreserve()
-            raise
+        if self.store_wide:
+            return self._begin_store_wide(session_id, timeout)
+        entry = self.locks.acquire(session_id, timeout)
         if entry.depth > 1:  # reentrant: the outermost holding has the transaction
             txn: Transaction = entry.held
             return txn
-        try:  # one wait in all: the backend's lock gets what the in-process ones left
-            txn = self.backend.begin(session_id, max(0.0, timeout - waited - entry.waited))
+        try:  # one wait in all: the backend's lock gets what the in-process one left
+            txn = self.backend.begin(session_id, max(0.0, timeout - entry.waited))
         except LockTimeout as exc:  # report the whole wait, not what was left of it
-            self._release(entry)
+            self.locks.release(entry)
             raise LockTimeout(timeout_message(timeout), timeout=timeout) from exc
         except BaseException:
-            self._release(entry)
+            self.locks.release(entry)
             raise
         txn.entry = entry
         entry.held = txn
         return txn
 
-    def _release(self, entry: Entry) -> None:
-        """Free one holding of the in-process locks: the session's, then a store-wide backend's."""
-        self.locks.release(entry)
-        if self.store_wide:
-            self.backend.unreserve()
+    def _begin_store_wide(self, session_id: str, timeout: float) -> Transaction:
+        """:meth:`begin` where the backend's lock covers the store (SQLite's): it is every session's lock.
+
+        Its in-process part (:meth:`Backend.reserve`, reentrant per greenlet) lets
+        one greenlet at a time hold any session of the store, so no session lock
+        is taken under it: every transaction in ``_held`` is that greenlet's.
+        Speed: a session lock taken and given back cost ~0.3 us per transaction.
+        """
+        backend = self.backend
+        waited = backend.reserve(timeout)
+        txn = self._held.get(session_id)
+        if txn is not None:  # reentrant: the outermost holding has the transaction
+            txn.depth += 1
+            return txn
+        try:
+            txn = backend.begin(session_id, max(0.0, timeout - waited))
+        except LockTimeout as exc:  # report the whole wait, not what was left of it
+            backend.unreserve()
+            raise LockTimeout(timeout_message(timeout), timeout=timeout) from exc
+        except BaseException:
+            backend.unreserve()
+            raise
+        txn.depth = 1
+        self._held[session_id] = txn
+        return txn
+
+    def holding(self) -> int:
+        """How many sessions greenlets of this process hold in a transaction (or wait for, by their own lock)."""
+        return len(self.locks) + len(self._held)
 
     def _unlocked(self, session_id: str) -> Transaction:
         """A transaction that takes no lock at all (``locking=False``: what locks cost, measured)."""
@@ -137,15 +160,24 @@ class Store:
         A write that fails at the commit raises StoreUnavailable (the lock is freed all the same).
         """
         entry = txn.entry
-        if entry is not None and entry.depth > 1:
-            self._release(entry)
+        if entry is not None:
+            if entry.depth > 1:
+                self.locks.release(entry)
+                return
+        elif txn.depth > 1:  # store-wide, reentrant
+            txn.depth -= 1
+            self.backend.unreserve()
             return
         try:
             txn.commit()
         finally:
             if entry is not None:
                 entry.held = txn.entry = None
-                self._release(entry)
+                self.locks.release(entry)
+            elif txn.depth:  # store-wide
+                txn.depth = 0
+                del self._held[txn.key]
+                self.backend.unreserve()
         txn.settle()  # durable now (SQLite may have left the COMMIT to a group, which others join meanwhile)
         after = txn.after
         if after is not None:  # committed: now others may hear of it

@@ -40,13 +40,14 @@ class Transaction:
     while ``text`` follows the holder's own writes.
     """
 
-    __slots__ = ("backend", "key", "text", "entry", "after", "change")
+    __slots__ = ("backend", "key", "text", "entry", "depth", "after", "change")
 
     def __init__(self, backend: Backend, key: str, text: str | None) -> None:
         self.backend = backend
         self.key = key
         self.text = text  # as read under the lock
         self.entry: Any = None  # the store's in-process lock entry (wsgisession.locks.Entry), if any
+        self.depth = 0  # where the backend's lock is store-wide, the store's count of holdings instead
         self.after: list[Callable[[], None]] | None = None
         self.change: tuple[str, int | None] | None = None  # (text, ttl) to write, ("", -1) to remove
 
