@@ -243,7 +243,7 @@ def test_production_ini_under_serve_honours_its_logging_sections(tmp_path: Path,
     assert re.search(r"INFO  \[wsgisession\.serve:\d+\] serving ", server.output())
 
 
-def _never_sent(exc: requests.ConnectionError) -> bool:
+def _never_sent(exc: requests.RequestException) -> bool:
     """Whether the request never reached a server (connection refused)."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
@@ -309,16 +309,12 @@ class Load:
         while not self.stopping.is_set():
             try:
                 response = http.post(self.base + "/incr", headers={"Cookie": self.cookie}, timeout=10)
-            except requests.ConnectionError as exc:
+            # ChunkedEncodingError: the worker died while its answer came (not a ConnectionError)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 self.tally.fail("refused" if _never_sent(exc) else "unknown", f"http {exc!r}"[:200])
                 http.close()
                 http = requests.Session()
                 time.sleep(0.02)
-                continue
-            except requests.exceptions.ChunkedEncodingError as exc:  # the worker died while its answer came
-                self.tally.fail("unknown", f"http {exc!r}"[:200])
-                http.close()
-                http = requests.Session()
                 continue
             except requests.Timeout as exc:
                 self.tally.fail("unknown", f"http {exc!r}"[:200])
