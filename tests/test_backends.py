@@ -843,6 +843,44 @@ def test_sqlite_backend_a_group_waits_for_a_transaction_that_waits_on_io_in_it(t
     assert done["quick"] >= 0.1 and stored_rows(tmp_path / "wsgisession.sqlite3") == {quick: "quick", slow: "slow"}
 
 
+def test_sqlite_backend_a_member_interrupted_while_it_waits_for_its_group_is_never_switched_to_again(
+    tmp_path: Path,
+) -> None:
+    """A member's wait ended by an exception thrown into it (a kill, the caller's gevent.Timeout) leaves the
+    group's list: the commit then wakes only the others, not a greenlet that went on to wait elsewhere."""
+
+    class Interrupted(Exception):
+        pass
+
+    store = Store(type="sqlite", data_dir=str(tmp_path))
+    interrupted, other = new_session_id(), new_session_id()
+    outcome: list[str] = []
+    later = gevent.event.Event()
+
+    def interrupted_save() -> None:
+        try:
+            store.write(interrupted, "interrupted")
+        except Interrupted:
+            outcome.append("interrupted")
+        later.wait()  # a spurious switch from the group would be InvalidSwitchError here
+        outcome.append("went on")
+
+    def other_save() -> None:
+        store.write(other, "other")
+        outcome.append("other saved")
+
+    first, second = gevent.spawn(interrupted_save), gevent.spawn(other_save)
+    gevent.sleep(0)  # both joined one group and wait for its commit, due at the loop's next turn
+    assert store.holding() == 0 and not outcome
+    first.kill(Interrupted, block=False)  # thrown in after the commit ran, before the members are woken
+    second.join(5)
+    assert outcome == ["interrupted", "other saved"]
+    later.set()
+    first.join(5)
+    assert outcome == ["interrupted", "other saved", "went on"] and first.successful()
+    assert stored_rows(tmp_path / "wsgisession.sqlite3") == {interrupted: "interrupted", other: "other"}
+
+
 def test_rule6_sqlite_a_save_waits_for_its_group_commit_within_lock_timeout(tmp_path: Path) -> None:
     """A save held up past ``lock_timeout`` by a transaction of its group that waits on I/O gets
     LockTimeout, never a hang; its write lands with that transaction's end, as the error says it may."""

@@ -75,6 +75,7 @@ import logging
 import os
 import random
 import sqlite3
+import sys
 import time
 import weakref
 from typing import Any, Callable, TypeVar
@@ -82,7 +83,7 @@ from typing import Any, Callable, TypeVar
 import gevent.lock
 from beaker.container import NamespaceManager
 from gevent import getcurrent
-from gevent.hub import Waiter
+from greenlet import greenlet
 
 from ..errors import ConfigurationError, LockTimeout, StoreUnavailable
 from ..ids import is_session_id
@@ -243,7 +244,7 @@ class Group:
     seconds from its start (one timer for them all).
     """
 
-    __slots__ = ("members", "closing", "error", "ended", "timed_out", "timeout", "_waiters", "_timer")
+    __slots__ = ("members", "closing", "error", "ended", "timed_out", "timeout", "_hub", "_waiters", "_timer")
 
     def __init__(self, timeout: float) -> None:
         self.members = 0  # transactions waiting for the COMMIT
@@ -252,15 +253,17 @@ class Group:
         self.ended = False  # the COMMIT ran (error: it failed)
         self.timed_out = False  # its members' wait ended before it did
         self.timeout = timeout
-        # Speed: each waiting member parks on a Waiter of its own, and one callback of the event loop
-        # switches back to them all. A gevent Event ran its wait through a Python-level dummy Timeout
-        # and a link per member: an acked socket incr cost 410.4k server instructions, 405.1k with
-        # Waiters (callgrind.py, 50 sockets, 2026-12-03)
-        self._waiters: list[Waiter[None]] = []
+        # Speed: each waiting member parks on the event loop itself (the hub), listed here, and one callback
+        # of the loop switches back to them all. A gevent Event ran its wait through a Python-level dummy
+        # Timeout and a link per member: an acked socket incr cost 410.4k server instructions, 405.1k with
+        # a gevent Waiter per member (callgrind.py, 50 sockets, 2026-12-03); without the Waiter, 117.3k ->
+        # 115.2k per socket incr in process (50 greenlets, 2026-12-08)
+        self._hub = hub = gevent.get_hub()
+        self._waiters: list[greenlet] = []
         # Speed: one timer for the group. A timeout per wait (Event.wait(timeout)) made, started and
         # stopped a gevent Timeout per member: 126k instructions per grouped transaction, 106k with one
         # timer (callgrind, 50 greenlets saving through the store, 2026-12-03)
-        self._timer = gevent.get_hub().loop.timer(timeout)
+        self._timer = hub.loop.timer(timeout)
         self._timer.start(self._time_out)
 
     def end(self, error: BaseException | None = None) -> None:
@@ -271,7 +274,7 @@ class Group:
         self.ended = True
         self._timer.close()
         if self._waiters:  # they go on at the loop's next turn (never inside the commit that ends the group)
-            gevent.get_hub().loop.run_callback(self._wake)
+            self._hub.loop.run_callback(self._wake)
 
     def _time_out(self) -> None:
         """The timer (in the event loop): the members still waiting stop waiting."""
@@ -282,7 +285,10 @@ class Group:
         """In the event loop: switch back to every member waiting (each runs until it waits again)."""
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
-            waiter.switch(None)
+            try:
+                waiter.switch()
+            except BaseException:  # as a gevent Waiter does: the loop reports it, and the others still go on
+                self._hub.handle_error(waiter, *sys.exc_info())
 
     def wait(self) -> None:
         """Until the group's ``COMMIT`` ran; its error if it failed; LockTimeout ``timeout`` seconds after its start.
@@ -292,9 +298,15 @@ class Group:
         be durable, and it may yet be, or not, when that transaction ends.
         """
         if not (self.ended or self.timed_out):
-            waiter: Waiter[None] = Waiter()
-            self._waiters.append(waiter)
-            waiter.get()
+            current = getcurrent()
+            self._waiters.append(current)
+            try:
+                while not (self.ended or self.timed_out):  # only _wake (or a throw) switches back here
+                    self._hub.switch()
+            except BaseException:  # killed, or the caller's gevent.Timeout, while waiting: never switched to again
+                if current in self._waiters:
+                    self._waiters.remove(current)
+                raise
         if not self.ended:
             timeout = self.timeout
             raise LockTimeout(
