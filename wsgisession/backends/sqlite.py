@@ -257,7 +257,7 @@ class Group:
         # of the loop switches back to them all. A gevent Event ran its wait through a Python-level dummy
         # Timeout and a link per member: an acked socket incr cost 410.4k server instructions, 405.1k with
         # a gevent Waiter per member (callgrind.py, 50 sockets, 2026-12-03); without the Waiter, 117.3k ->
-        # 115.2k per socket incr in process (50 greenlets, 2026-12-08)
+        # 115.5k per socket incr in process (benchmarks/greenlets.py, 2026-12-08)
         self._hub = hub = gevent.get_hub()
         self._waiters: list[greenlet] = []
         # Speed: one timer for the group. A timeout per wait (Event.wait(timeout)) made, started and
